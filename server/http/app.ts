@@ -1,0 +1,75 @@
+import cors from 'cors';
+import express, { type Express, type RequestHandler } from 'express';
+import type { Logger } from 'pino';
+import type { Config } from '../config';
+import type { Metrics } from '../metrics';
+import type { RunManager } from '../runs/run-manager';
+import type { TimelineBus } from '../timeline/bus';
+import type { WorkflowRegistry } from '../workflows/registry';
+import { demoPageRoute } from './demo-page';
+import { errorHandler, HttpError, notFound } from './errors';
+import { executeRoute } from './execute-route';
+import { healthzRoute, metricsRoute, readyzRoute } from './health-routes';
+import { cancelRoute, historyRoute } from './session-routes';
+import type { StreamRegistry } from './stream-registry';
+import { streamRoute } from './stream-route';
+
+export interface AppDeps {
+  config: Config;
+  bus: TimelineBus;
+  runs: RunManager;
+  registry: WorkflowRegistry;
+  streams: StreamRegistry;
+  metrics: Metrics;
+  log: Logger;
+}
+
+const CORS_REQUEST_HEADERS = ['Content-Type', 'Prefer', 'Authorization', 'Last-Event-ID'];
+
+function corsMiddleware(origins: string[]): RequestHandler {
+  return cors({
+    origin: origins.includes('*') ? '*' : origins,
+    methods: ['GET', 'POST', 'OPTIONS'],
+    allowedHeaders: CORS_REQUEST_HEADERS,
+    exposedHeaders: ['Retry-After', 'Preference-Applied'],
+    maxAge: 600,
+  });
+}
+
+function methodNotAllowed(allowed: string): RequestHandler {
+  return (req, res, next) => {
+    res.setHeader('Allow', allowed);
+    next(new HttpError(405, 'method_not_allowed', `${req.method} is not allowed here (allowed: ${allowed})`));
+  };
+}
+
+/** The HTTP API of DESIGN.md; every dependency comes in, so tests can build several. */
+export function createApp(deps: AppDeps): Express {
+  const { config, bus, runs, registry, streams, metrics, log } = deps;
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  if (config.corsOrigins) app.use(corsMiddleware(config.corsOrigins));
+
+  app.get('/healthz', healthzRoute);
+  app.get('/readyz', readyzRoute(bus));
+  app.get('/metrics', metricsRoute(metrics));
+  app.get('/', demoPageRoute);
+
+  app.get('/timeline/stream/:sessionId', streamRoute({ bus, config, streams, metrics, log }));
+  app.all('/timeline/stream/:sessionId', methodNotAllowed('GET'));
+
+  // Any content type is read as JSON: `curl -d '{...}'` without a header should just work.
+  const json = express.json({ limit: config.bodyLimitBytes, type: () => true, strict: false });
+  app.post('/execute', json, executeRoute({ runs, registry }));
+  app.all('/execute', methodNotAllowed('POST'));
+
+  app.get('/timeline/:sessionId', historyRoute(bus));
+  app.all('/timeline/:sessionId', methodNotAllowed('GET'));
+  app.post('/timeline/:sessionId/cancel', cancelRoute(bus));
+  app.all('/timeline/:sessionId/cancel', methodNotAllowed('POST'));
+
+  app.use(notFound);
+  app.use(errorHandler(log));
+  return app;
+}

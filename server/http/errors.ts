@@ -1,0 +1,64 @@
+import type { ErrorRequestHandler, RequestHandler } from 'express';
+import type { Logger } from 'pino';
+import type { ErrorBody } from '../../client-sdk/src/types';
+
+/** An error the API answers with the contract's JSON shape: `{"error": {"code", "message"}}`. */
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly extra: { headers?: Record<string, string>; sessionId?: string } = {},
+  ) {
+    super(message);
+    this.name = 'HttpError';
+  }
+}
+
+export function sendError(res: Parameters<RequestHandler>[1], error: HttpError): void {
+  const body: ErrorBody = { error: { code: error.code, message: error.message } };
+  if (error.extra.sessionId) body.session_id = error.extra.sessionId;
+  for (const [name, value] of Object.entries(error.extra.headers ?? {})) res.setHeader(name, value);
+  res.status(error.status).json(body);
+}
+
+/** body-parser's errors carry a `type`; map the ones a client can cause to contract codes. */
+function fromBodyParser(error: { type?: string; status?: number }): HttpError | null {
+  switch (error.type) {
+    case 'entity.parse.failed':
+      return new HttpError(400, 'invalid_json', 'Request body is not valid JSON');
+    case 'entity.too.large':
+      return new HttpError(413, 'payload_too_large', 'Request body is larger than the limit');
+    case 'encoding.unsupported':
+    case 'charset.unsupported':
+      return new HttpError(415, 'unsupported_encoding', 'Request body encoding is not supported');
+    case 'request.aborted':
+    case 'request.size.invalid':
+      return new HttpError(400, 'invalid_request', 'Request body was incomplete');
+    default:
+      return null;
+  }
+}
+
+export const notFound: RequestHandler = (req, _res, next) => {
+  next(new HttpError(404, 'not_found', `No route for ${req.method} ${req.path}`));
+};
+
+/** The one place errors become responses: never a stack trace, never HTML. */
+export function errorHandler(log: Logger): ErrorRequestHandler {
+  return (error, req, res, _next) => {
+    const known =
+      error instanceof HttpError ? error : fromBodyParser(error as { type?: string; status?: number });
+    if (res.headersSent) {
+      log.warn({ err: error, path: req.path }, 'error after the response started');
+      res.end();
+      return;
+    }
+    if (known) {
+      sendError(res, known);
+      return;
+    }
+    log.error({ err: error, method: req.method, path: req.path }, 'unhandled error');
+    sendError(res, new HttpError(500, 'internal_error', 'Internal server error'));
+  };
+}

@@ -1,0 +1,61 @@
+import { randomUUID } from 'node:crypto';
+import type { RequestHandler } from 'express';
+import type { ExecuteAccepted, ExecuteResult } from '../../client-sdk/src/types';
+import { SessionConflictError, type RunManager } from '../runs/run-manager';
+import type { WorkflowRegistry } from '../workflows/registry';
+import { HttpError, sendError } from './errors';
+import { parseExecuteRequest } from './execute-request';
+
+export interface ExecuteRouteDeps {
+  runs: RunManager;
+  registry: WorkflowRegistry;
+}
+
+function wantsAsync(prefer: string | undefined): boolean {
+  return (prefer ?? '')
+    .split(/[,;]/)
+    .some((token) => token.trim().toLowerCase() === 'respond-async');
+}
+
+/** `POST /execute`: claims the session, runs the workflow, answers at the end or at once (202). */
+export function executeRoute({ runs, registry }: ExecuteRouteDeps): RequestHandler {
+  return async (req, res) => {
+    const command = parseExecuteRequest(req.body, registry);
+    const sessionId = command.sessionId ?? randomUUID();
+    let run;
+    try {
+      run = await runs.start(sessionId, command.workflow, command.input);
+    } catch (error) {
+      if (error instanceof SessionConflictError) {
+        throw new HttpError(409, 'session_conflict', `Session ${sessionId} is already running or finished`, {
+          sessionId,
+        });
+      }
+      throw error;
+    }
+
+    if (wantsAsync(req.get('prefer'))) {
+      const accepted: ExecuteAccepted = { session_id: sessionId, stream_url: `/timeline/stream/${sessionId}` };
+      res.status(202).setHeader('Preference-Applied', 'respond-async').json(accepted);
+      return;
+    }
+
+    // The POST client may leave; the run goes on (the stream is the primary channel).
+    const summary = await run.finished;
+    if (res.writableEnded || res.destroyed) return;
+    if (summary.status === 'failed') {
+      const failure = summary.failure ?? { status: 500, code: 'internal_error' };
+      const message = summary.error?.message ?? 'The workflow failed';
+      sendError(res, new HttpError(failure.status, failure.code, message, { sessionId }));
+      return;
+    }
+    const body: ExecuteResult = {
+      session_id: sessionId,
+      status: summary.status,
+      result: summary.result ?? null,
+      event_count: summary.eventCount,
+      duration_ms: summary.durationMs,
+    };
+    res.status(200).json(body);
+  };
+}

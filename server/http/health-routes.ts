@@ -1,0 +1,33 @@
+import type { RequestHandler } from 'express';
+import type { Metrics } from '../metrics';
+import type { TimelineBus } from '../timeline/bus';
+import { HttpError } from './errors';
+
+export const healthzRoute: RequestHandler = (_req, res) => {
+  res.json({ status: 'ok' });
+};
+
+/** Ready when the bus answers within `timeoutMs`. */
+export function readyzRoute(bus: TimelineBus, timeoutMs = 2000): RequestHandler {
+  return async (_req, res) => {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('bus ping timed out')), timeoutMs);
+    });
+    try {
+      await Promise.race([bus.ping(), timeout]);
+    } catch {
+      throw new HttpError(503, 'not_ready', 'The timeline bus is not reachable');
+    } finally {
+      clearTimeout(timer);
+    }
+    res.json({ status: 'ready' });
+  };
+}
+
+export function metricsRoute(metrics: Metrics): RequestHandler {
+  return async (_req, res) => {
+    res.setHeader('Content-Type', metrics.registry.contentType);
+    res.send(await metrics.registry.metrics());
+  };
+}

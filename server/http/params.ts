@@ -1,0 +1,35 @@
+import type { Request } from 'express';
+import { isEventId } from '../timeline/event-id';
+import { HttpError } from './errors';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export function isUuid(value: unknown): value is string {
+  return typeof value === 'string' && UUID.test(value);
+}
+
+/** A canonical UUID, lower-cased; anything else never reaches the bus. */
+export function sessionIdParam(req: Request): string {
+  const value = req.params.sessionId;
+  if (!isUuid(value)) {
+    throw new HttpError(400, 'invalid_session_id', 'Session id must be a UUID (8-4-4-4-12 hex digits)');
+  }
+  return value.toLowerCase();
+}
+
+/** `Last-Event-ID` header, or `?lastEventId=` for clients that cannot set headers. */
+export function lastEventIdParam(req: Request): string | null {
+  const header = req.get('last-event-id');
+  const query = req.query.lastEventId;
+  const raw = header !== undefined && header !== '' ? header : typeof query === 'string' ? query : undefined;
+  if (raw === undefined || raw === '') {
+    if (Array.isArray(query)) throw invalidLastEventId();
+    return null;
+  }
+  if (!isEventId(raw.trim())) throw invalidLastEventId();
+  return raw.trim();
+}
+
+function invalidLastEventId(): HttpError {
+  return new HttpError(400, 'invalid_last_event_id', 'Last-Event-ID must be an event id like 1732212345678-0');
+}

@@ -1,0 +1,108 @@
+import { Session } from 'better-sse';
+import type { Request, Response } from 'express';
+import { messageFrame, namedFrame, PING_FRAME, retryField } from './sse-frames';
+
+export interface SseStreamOptions {
+  /** Unsent bytes after which the reader is cut (it resumes from its last id). */
+  maxBufferedBytes: number;
+  /** Called once when the reader is cut for being too slow. */
+  onSlowReader: () => void;
+}
+
+const HEADERS = {
+  'Content-Type': 'text/event-stream',
+  'Cache-Control': 'no-cache, no-transform',
+  'X-Accel-Buffering': 'no',
+  Connection: 'keep-alive',
+  // better-sse's defaults add Pragma; the contract's headers are the ones above.
+  Pragma: undefined,
+};
+
+/**
+ * One SSE response. better-sse owns the connection (head flushed at once, disconnect
+ * detection); the frames are ours because timeline events need exact ids and no event name,
+ * and the first frame carries `retry:` together with `event: ready`.
+ */
+export class SseStream {
+  private readonly closeListeners: Array<() => void> = [];
+  private wroteSinceTick = false;
+  private ended = false;
+  private closed = false;
+
+  private constructor(
+    private readonly res: Response,
+    session: Session,
+    private readonly options: SseStreamOptions,
+  ) {
+    session.once('disconnected', () => {
+      this.closed = true;
+      for (const listener of this.closeListeners.splice(0)) listener();
+    });
+  }
+
+  /** Sends the head at once; resolves when the stream can be written. */
+  static open(req: Request, res: Response, options: SseStreamOptions): Promise<SseStream> {
+    const session = new Session(req, res, {
+      retry: null,
+      keepAlive: null,
+      trustClientEventId: false,
+      headers: HEADERS,
+    });
+    // Built before `connected` so a client that leaves during the handshake is still seen.
+    const stream = new SseStream(res, session, options);
+    return new Promise((resolve) => session.once('connected', () => resolve(stream)));
+  }
+
+  get isOpen(): boolean {
+    return !this.ended && !this.closed;
+  }
+
+  /** Runs `listener` once when the client goes away or the stream is ended. */
+  onClose(listener: () => void): void {
+    if (this.closed) listener();
+    else this.closeListeners.push(listener);
+  }
+
+  /** The first frame: the reconnection delay and `event: ready`. */
+  ready(retryMs: number, data: string): void {
+    this.write(retryField(retryMs) + namedFrame('ready', data));
+  }
+
+  /** A default (unnamed) message: a timeline event. `data` is already JSON. */
+  message(id: string, data: string): void {
+    this.write(messageFrame(id, data));
+  }
+
+  /** A named event; `id` only where the client should resume after it (`done`). */
+  named(name: string, data: string, id?: string): void {
+    this.write(namedFrame(name, data, id));
+  }
+
+  /** Sends `: ping` unless something was written since the last tick. */
+  keepAliveTick(): void {
+    if (this.wroteSinceTick) {
+      this.wroteSinceTick = false;
+      return;
+    }
+    this.write(PING_FRAME);
+    this.wroteSinceTick = false;
+  }
+
+  end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.res.end();
+  }
+
+  private write(frame: string): void {
+    if (!this.isOpen) return;
+    this.res.write(frame);
+    this.wroteSinceTick = true;
+    // Respect back-pressure: a reader that cannot keep up is cut, not buffered without bound.
+    if (this.res.writableLength > this.options.maxBufferedBytes) {
+      this.ended = true;
+      this.options.onSlowReader();
+      this.res.destroy();
+    }
+  }
+}

@@ -1,0 +1,36 @@
+import { ConfigError, loadConfig } from './config';
+import { createService } from './service';
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`Invalid configuration: ${error.message}\n`);
+      process.exit(1);
+    }
+    throw error;
+  }
+  const service = createService(config);
+  const port = await service.listen();
+  service.log.info({ port, bus: config.redisUrl ? 'redis' : 'memory', model: config.anthropicApiKey ? 'anthropic' : 'scripted' }, 'timeline service listening');
+
+  const stop = (signal: NodeJS.Signals) => {
+    service.log.info({ signal }, 'shutting down');
+    service.close().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        service.log.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`Failed to start: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+});

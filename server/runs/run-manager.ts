@@ -1,0 +1,224 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { DonePayload, RunOutcome } from '../../client-sdk/src/types';
+import type { Metrics } from '../metrics';
+import type { Model } from '../models/model';
+import type { EventDraft, TimelineBus } from '../timeline/bus';
+import type { StepDraft, Workflow, WorkflowInput } from '../workflows/workflow';
+import { endingFromError, type RunEnding } from './outcome';
+import { RunAbort } from './run-abort';
+
+export interface RunManagerOptions {
+  bus: TimelineBus;
+  model: Model;
+  log: Logger;
+  metrics: Metrics;
+  /** Lease of a run owner, renewed at a third of it. Defaults to `10000`. */
+  runLeaseMs?: number;
+}
+
+export interface RunSummary {
+  sessionId: string;
+  status: RunOutcome;
+  result: unknown;
+  error?: DonePayload['error'];
+  failure?: RunEnding['failure'];
+  eventCount: number;
+  durationMs: number;
+}
+
+/** A started run: its session and the promise of how it ended (never rejects). */
+export interface RunHandle {
+  sessionId: string;
+  finished: Promise<RunSummary>;
+}
+
+interface ActiveRun {
+  controller: AbortController;
+  finished: Promise<RunSummary>;
+}
+
+/** Session already running or finished: the caller answers `409 session_conflict`. */
+export class SessionConflictError extends Error {
+  constructor(readonly sessionId: string) {
+    super(`Session ${sessionId} is already running or finished`);
+    this.name = 'SessionConflictError';
+  }
+}
+
+/** Starts workflow runs on this instance and guarantees each ends with exactly one `done`. */
+export class RunManager {
+  /** Identifies this instance as a run owner (the run lock's value). */
+  readonly ownerId = randomUUID();
+  private readonly active = new Map<string, ActiveRun>();
+  private readonly leaseMs: number;
+  private readonly stopListening: () => void;
+
+  constructor(private readonly options: RunManagerOptions) {
+    this.leaseMs = options.runLeaseMs ?? 10000;
+    this.stopListening = options.bus.onCancelRequest((sessionId) => this.abort(sessionId, 'cancelled'));
+  }
+
+  get activeCount(): number {
+    return this.active.size;
+  }
+
+  /** Claims the session (atomic, across instances) and starts the run in the background. */
+  async start<P>(sessionId: string, workflow: Workflow<P>, input: WorkflowInput<P>): Promise<RunHandle> {
+    const claimed = await this.options.bus.claimRun(sessionId, this.ownerId, this.leaseMs);
+    if (!claimed) throw new SessionConflictError(sessionId);
+    const controller = new AbortController();
+    const finished = this.execute(sessionId, workflow, input, controller);
+    this.active.set(sessionId, { controller, finished });
+    this.options.metrics.runsActive.set(this.active.size);
+    void finished.finally(() => {
+      this.active.delete(sessionId);
+      this.options.metrics.runsActive.set(this.active.size);
+    });
+    return { sessionId, finished };
+  }
+
+  /** Aborts a run of this instance; returns whether it was running here. */
+  abort(sessionId: string, reason: RunAbort['reason']): boolean {
+    const run = this.active.get(sessionId);
+    if (!run) return false;
+    if (!run.controller.signal.aborted) run.controller.abort(new RunAbort(reason));
+    return true;
+  }
+
+  /**
+   * Lets running runs finish for up to `graceMs`, then aborts the rest as `shutdown` and
+   * waits for their `done`.
+   */
+  async shutdown(graceMs: number): Promise<void> {
+    this.stopListening();
+    const all = () => Promise.all([...this.active.values()].map((run) => run.finished));
+    let timer: NodeJS.Timeout | undefined;
+    const graceOver = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), graceMs);
+    });
+    const first = await Promise.race([all(), graceOver]);
+    clearTimeout(timer);
+    if (first === 'timeout') {
+      for (const sessionId of this.active.keys()) this.abort(sessionId, 'shutdown');
+      await all();
+    }
+  }
+
+  private async execute<P>(
+    sessionId: string,
+    workflow: Workflow<P>,
+    input: WorkflowInput<P>,
+    controller: AbortController,
+  ): Promise<RunSummary> {
+    const { bus, log: baseLog, metrics, model } = this.options;
+    const log = baseLog.child({ session_id: sessionId, workflow: workflow.name });
+    const startedAt = Date.now();
+    const signal = controller.signal;
+    let seq = 0;
+    let eventCount = 0;
+    let tail: Promise<unknown> = Promise.resolve();
+
+    // One writer per session: seq is assigned here, and publishes are chained so the log
+    // keeps emit order even when a workflow does not await each emit.
+    const emit = (step: StepDraft): Promise<void> => {
+      seq += 1;
+      const event: EventDraft = {
+        session_id: sessionId,
+        seq,
+        type: step.type,
+        status: step.status,
+        message: step.message,
+        ...(step.agent_name !== undefined && { agent_name: step.agent_name }),
+        ...(step.details !== undefined && { details: step.details }),
+        timestamp: new Date().toISOString(),
+      };
+      const published = tail.then(() => bus.publish(sessionId, event));
+      tail = published.catch(() => undefined);
+      return published.then(() => {
+        eventCount += 1;
+        metrics.eventsPublished.inc();
+      });
+    };
+
+    const lease = setInterval(() => {
+      bus.renewLease(sessionId, this.ownerId, this.leaseMs).then(
+        (held) => {
+          if (!held && !signal.aborted) {
+            log.warn('run lease lost; aborting');
+            controller.abort(new RunAbort('lease_lost'));
+          }
+        },
+        (error: unknown) => log.warn({ err: error }, 'lease renewal failed'),
+      );
+    }, Math.max(1, Math.floor(this.leaseMs / 3)));
+    lease.unref();
+
+    let ending: RunEnding;
+    let result: unknown = null;
+    try {
+      await emit({
+        type: 'WORKFLOW_START',
+        status: 'IN_PROGRESS',
+        message: `Workflow ${workflow.name} started`,
+        details: { workflow: workflow.name, project_id: input.project_id, query: input.query },
+      });
+      result = await workflow.run(input, { sessionId, signal, model, emit, log });
+      signal.throwIfAborted();
+      await emit({
+        type: 'WORKFLOW_COMPLETE',
+        status: 'SUCCESS',
+        message: `Workflow ${workflow.name} completed`,
+        details: { result, duration_ms: Date.now() - startedAt },
+      });
+      ending = { done: { status: 'completed', result } };
+    } catch (error) {
+      result = null;
+      ending = endingFromError(error, signal);
+      if (ending.done.status === 'failed') log.warn({ err: error, code: ending.done.error?.code }, 'run failed');
+      await this.emitTerminalStep(emit, ending.done, log);
+    } finally {
+      clearInterval(lease);
+    }
+    await tail;
+    const doneId = await this.signalDone(sessionId, ending.done, log);
+    metrics.runs.labels(ending.done.status).inc();
+    log.info({ status: ending.done.status, events: eventCount, done_id: doneId }, 'run finished');
+    return {
+      sessionId,
+      status: ending.done.status,
+      result,
+      error: ending.done.error,
+      failure: ending.failure,
+      eventCount,
+      durationMs: Date.now() - startedAt,
+    };
+  }
+
+  private async emitTerminalStep(emit: (step: StepDraft) => Promise<void>, done: DonePayload, log: Logger) {
+    const step: StepDraft =
+      done.status === 'cancelled'
+        ? { type: 'WORKFLOW_CANCELLED', status: 'ERROR', message: 'Workflow cancelled' }
+        : {
+            type: 'WORKFLOW_ERROR',
+            status: 'ERROR',
+            message: `Workflow failed: ${done.error?.message ?? 'unknown error'}`,
+            details: { error: done.error },
+          };
+    try {
+      await emit(step);
+    } catch (error) {
+      log.error({ err: error }, 'could not publish the terminal step');
+    }
+  }
+
+  /** `signal_done`: called exactly once per run, whatever happened before. */
+  private async signalDone(sessionId: string, done: DonePayload, log: Logger): Promise<string | null> {
+    try {
+      return await this.options.bus.signalDone(sessionId, done);
+    } catch (error) {
+      log.error({ err: error }, 'could not signal done');
+      return null;
+    }
+  }
+}

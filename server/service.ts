@@ -1,0 +1,97 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Express } from 'express';
+import type { Logger } from 'pino';
+import type { Config } from './config';
+import { createApp } from './http/app';
+import { StreamRegistry } from './http/stream-registry';
+import { createLogger } from './log';
+import { Metrics } from './metrics';
+import type { Model } from './models/model';
+import { ScriptedModel } from './models/scripted-model';
+import { RunManager } from './runs/run-manager';
+import type { TimelineBus } from './timeline/bus';
+import { MemoryBus } from './timeline/memory-bus';
+import { createDefaultRegistry, type WorkflowRegistry } from './workflows/registry';
+
+/** Parts a caller (tests, benchmarks) may supply instead of the ones the config implies. */
+export interface ServiceParts {
+  bus?: TimelineBus;
+  model?: Model;
+  registry?: WorkflowRegistry;
+  log?: Logger;
+  metrics?: Metrics;
+}
+
+/** One instance of the service: the app and the parts behind it, startable and stoppable. */
+export interface Service {
+  config: Config;
+  app: Express;
+  bus: TimelineBus;
+  runs: RunManager;
+  streams: StreamRegistry;
+  metrics: Metrics;
+  log: Logger;
+  /** Listens on `port` (`0`: a free one); resolves with the bound port. */
+  listen(port?: number): Promise<number>;
+  /** Graceful stop: no new connections, streams ended, runs given the grace period, bus closed. */
+  close(): Promise<void>;
+}
+
+function defaultBus(config: Config): TimelineBus {
+  if (config.redisUrl) {
+    throw new Error('REDIS_URL is set but the Redis bus is not available in this build');
+  }
+  return new MemoryBus({ eventTtlS: config.eventTtlS, maxEventsPerSession: config.maxEventsPerSession });
+}
+
+function defaultModel(config: Config): Model {
+  if (config.anthropicApiKey) {
+    throw new Error('ANTHROPIC_API_KEY is set but the Anthropic provider is not available in this build');
+  }
+  return new ScriptedModel();
+}
+
+export function createService(config: Config, parts: ServiceParts = {}): Service {
+  const log = parts.log ?? createLogger(config.logLevel);
+  const metrics = parts.metrics ?? new Metrics();
+  const bus = parts.bus ?? defaultBus(config);
+  const model = parts.model ?? defaultModel(config);
+  const registry = parts.registry ?? createDefaultRegistry({ maxEventsPerSession: config.maxEventsPerSession });
+  const runs = new RunManager({ bus, model, log, metrics, runLeaseMs: config.runLeaseMs });
+  const streams = new StreamRegistry(config.maxStreams);
+  const app = createApp({ config, bus, runs, registry, streams, metrics, log });
+  let server: Server | null = null;
+  let closing: Promise<void> | null = null;
+
+  const listen = (port = config.port) =>
+    new Promise<number>((resolve, reject) => {
+      server = createServer(app);
+      server.once('error', reject);
+      server.listen(port, () => resolve((server?.address() as AddressInfo).port));
+    });
+
+  const shutdown = async () => {
+    const stopAccepting = server
+      ? new Promise<void>((resolve) => (server as Server).close(() => resolve()))
+      : Promise.resolve();
+    // Open streams end at once: their clients reconnect elsewhere with Last-Event-ID.
+    streams.closeAll();
+    await runs.shutdown(config.shutdownGraceMs);
+    server?.closeIdleConnections();
+    await stopAccepting;
+    await bus.close();
+  };
+
+  return {
+    config,
+    app,
+    bus,
+    runs,
+    streams,
+    metrics,
+    log,
+    listen,
+    close: () => (closing ??= shutdown()),
+  };
+}

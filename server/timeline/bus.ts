@@ -1,0 +1,77 @@
+import type { DonePayload, GapPayload, SessionStatus, TimelineEvent } from '../../client-sdk/src/types';
+
+/** An event before the bus has given it its id. */
+export type EventDraft = Omit<TimelineEvent, 'event_id'>;
+
+/**
+ * One entry of a session's log: a timeline event or the terminal `done`.
+ * `data` is the JSON text sent to clients, serialised once when it was published, so
+ * fanning out to many streams never re-serialises or re-parses it.
+ */
+export interface LogEntry {
+  id: string;
+  kind: 'event' | 'done';
+  data: string;
+}
+
+/** What is retained of a session after a position, read in one consistent step. */
+export interface LogSlice {
+  /** `waiting` means no run was ever started for the session (or its log expired). */
+  status: SessionStatus;
+  entries: LogEntry[];
+  /** Set when the requested position precedes the oldest retained event of a trimmed log. */
+  gap: GapPayload | null;
+}
+
+/** Receives a session's live entries in log order. */
+export interface LiveListener {
+  onEntry(entry: LogEntry): void;
+  /**
+   * The live feed may have missed entries (e.g. the bus reconnected): the reader should
+   * read the log again after the last id it delivered.
+   */
+  onResync?(): void;
+}
+
+export interface Subscription {
+  unsubscribe(): void;
+}
+
+export type CancelRequestOutcome = 'cancelling' | 'not_found' | 'finished';
+
+/**
+ * The one seam between whoever produces a session's events and whoever streams them.
+ * Implementations: `MemoryBus` (one process) and `RedisBus` (any number of instances).
+ */
+export interface TimelineBus {
+  /** Appends an event to the session's log and fans it out; resolves with its id. */
+  publish(sessionId: string, event: EventDraft): Promise<string>;
+  /**
+   * Appends the terminal `done` and sets the final status, exactly once per session.
+   * Resolves with the entry id, or `null` if the session had already finished.
+   */
+  signalDone(sessionId: string, done: DonePayload): Promise<string | null>;
+  /** Entries after `afterId` (`null`: from the start), with the status, in one step. */
+  read(sessionId: string, afterId: string | null): Promise<LogSlice>;
+  /** Resolves once live entries of the session will reach `listener`. */
+  subscribe(sessionId: string, listener: LiveListener): Promise<Subscription>;
+  /**
+   * Atomically claims a never-started session for `owner`, with a lease of `leaseMs`.
+   * Resolves `false` if it is running or finished (the caller answers `409`).
+   */
+  claimRun(sessionId: string, owner: string, leaseMs: number): Promise<boolean>;
+  /** Extends the owner's lease; resolves `false` if the owner no longer holds it. */
+  renewLease(sessionId: string, owner: string, leaseMs: number): Promise<boolean>;
+  /** Asks whichever instance runs the session to cancel it. */
+  requestCancel(sessionId: string): Promise<CancelRequestOutcome>;
+  /** Registers this instance's handler for cancel requests of any session. */
+  onCancelRequest(handler: (sessionId: string) => void): () => void;
+  /** Rejects when the bus cannot be reached (readiness). */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Builds the stored JSON of an event: its id first, then the draft's fields. */
+export function serializeEvent(id: string, draftJson: string): string {
+  return draftJson === '{}' ? `{"event_id":"${id}"}` : `{"event_id":"${id}",${draftJson.slice(1)}`;
+}

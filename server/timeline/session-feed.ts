@@ -1,0 +1,126 @@
+import type { GapPayload, SessionStatus } from '../../client-sdk/src/types';
+import type { LogEntry, LogSlice, Subscription, TimelineBus } from './bus';
+import { compareEventIds } from './event-id';
+
+/** Where a feed delivers a session's log, in order, each entry once. */
+export interface FeedSink {
+  entry(entry: LogEntry): void;
+  gap(gap: GapPayload): void;
+  /** The bus failed while catching up; the reader should reconnect and resume. */
+  failed(error: unknown): void;
+}
+
+/**
+ * Joins a session's retained log and its live entries without a gap or a duplicate:
+ * subscribe first, then read after the last id, then merge live entries by id.
+ * Live entries that arrive while a read is in flight wait in `pending`.
+ */
+export class SessionFeed {
+  private sink: FeedSink | null = null;
+  private pending: LogEntry[] = [];
+  private catchingUp = true;
+  private resyncAgain = false;
+  private closed = false;
+  private lastId: string | null;
+
+  private constructor(
+    private readonly bus: TimelineBus,
+    private readonly sessionId: string,
+    afterId: string | null,
+    private subscription: Subscription | null = null,
+    /** The first read: what the stream replays before going live. */
+    private firstSlice: LogSlice | null = null,
+  ) {
+    this.lastId = afterId;
+  }
+
+  /** Subscribes, then reads what is retained after `afterId`. Nothing is delivered until `start`. */
+  static async open(bus: TimelineBus, sessionId: string, afterId: string | null): Promise<SessionFeed> {
+    const feed = new SessionFeed(bus, sessionId, afterId);
+    feed.subscription = await bus.subscribe(sessionId, {
+      onEntry: (entry) => feed.onLive(entry),
+      onResync: () => void feed.resync(),
+    });
+    try {
+      feed.firstSlice = await bus.read(sessionId, afterId);
+    } catch (error) {
+      feed.close();
+      throw error;
+    }
+    return feed;
+  }
+
+  /** The session status when the feed opened. */
+  get status(): SessionStatus {
+    return (this.firstSlice as LogSlice).status;
+  }
+
+  /** True when the reader already has everything, `done` included: nothing left to stream. */
+  get finishedAlready(): boolean {
+    const slice = this.firstSlice as LogSlice;
+    const finished = slice.status !== 'waiting' && slice.status !== 'running';
+    return finished && slice.entries.length === 0 && this.lastId !== null && this.pending.length === 0;
+  }
+
+  /** Delivers the first read, then what arrived meanwhile, then live entries as they come. */
+  start(sink: FeedSink): void {
+    this.sink = sink;
+    const slice = this.firstSlice as LogSlice;
+    this.firstSlice = null;
+    this.deliverSlice(slice);
+    this.drainPending();
+  }
+
+  close(): void {
+    this.closed = true;
+    this.pending = [];
+    this.subscription?.unsubscribe();
+    this.subscription = null;
+  }
+
+  private onLive(entry: LogEntry): void {
+    if (this.closed) return;
+    if (this.catchingUp) this.pending.push(entry);
+    else this.deliver(entry);
+  }
+
+  /** The live feed may have dropped entries: read again after the last delivered id. */
+  private async resync(): Promise<void> {
+    if (this.closed || this.sink === null) return;
+    if (this.catchingUp) {
+      this.resyncAgain = true;
+      return;
+    }
+    this.catchingUp = true;
+    do {
+      this.resyncAgain = false;
+      try {
+        const slice = await this.bus.read(this.sessionId, this.lastId);
+        if (this.closed) return;
+        this.deliverSlice(slice);
+      } catch (error) {
+        if (!this.closed) this.sink.failed(error);
+        return;
+      }
+    } while (this.resyncAgain);
+    this.drainPending();
+  }
+
+  private deliverSlice(slice: LogSlice): void {
+    if (slice.gap) this.sink?.gap(slice.gap);
+    for (const entry of slice.entries) this.deliver(entry);
+  }
+
+  private drainPending(): void {
+    const pending = this.pending;
+    this.pending = [];
+    for (const entry of pending) this.deliver(entry);
+    this.catchingUp = false;
+  }
+
+  private deliver(entry: LogEntry): void {
+    if (this.closed || compareEventIds(entry.id, this.lastId) <= 0) return;
+    this.lastId = entry.id;
+    this.sink?.entry(entry);
+  }
+}

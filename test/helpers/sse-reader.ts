@@ -1,0 +1,143 @@
+import http from 'node:http';
+import { createParser, type EventSourceMessage } from 'eventsource-parser';
+
+/** One SSE frame as a client sees it. `event` is undefined for default (unnamed) messages. */
+export interface SseFrame {
+  event?: string;
+  id?: string;
+  data: string;
+}
+
+export interface SseReader {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  /** Every frame so far, in arrival order. */
+  frames: SseFrame[];
+  comments: string[];
+  retry: number | null;
+  /** Raw text received, for wire-format assertions. */
+  raw: string;
+  /** Resolves with the first frame (already received or future) matching `match`. */
+  waitFor(match: (frame: SseFrame) => boolean, timeoutMs?: number, label?: string): Promise<SseFrame>;
+  /** Resolves when the server ends the response (or the socket closes). */
+  ended: Promise<void>;
+  /** Resolves once `count` comments have arrived. */
+  waitForComments(count: number, timeoutMs?: number): Promise<void>;
+  /** Cuts the connection like a closed tab or a broken pipe. */
+  destroy(): void;
+}
+
+export interface OpenOptions {
+  headers?: Record<string, string>;
+  /** Resolve as soon as the head arrives (default), without waiting for `ready`. */
+  timeoutMs?: number;
+}
+
+/**
+ * A real-socket SSE reader (node:http + eventsource-parser), so tests see frames as they
+ * arrive rather than when the response ends.
+ */
+export function openSse(url: string, options: OpenOptions = {}): Promise<SseReader> {
+  const timeoutMs = options.timeoutMs ?? 10000;
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { headers: { Accept: 'text/event-stream', ...options.headers } });
+    const timer = setTimeout(() => {
+      req.destroy();
+      reject(new Error(`no response head from ${url} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    req.once('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    req.once('response', (res) => {
+      clearTimeout(timer);
+      const waiters = new Set<() => void>();
+      const notify = () => {
+        for (const waiter of [...waiters]) waiter();
+      };
+      let endedResolve: () => void = () => undefined;
+      const reader: SseReader = {
+        status: res.statusCode ?? 0,
+        headers: res.headers,
+        frames: [],
+        comments: [],
+        retry: null,
+        raw: '',
+        ended: new Promise<void>((done) => (endedResolve = done)),
+        waitFor(match, waitMs = 10000, label = 'frame') {
+          return new Promise((found, fail) => {
+            let finished = false;
+            const check = () => {
+              if (finished) return;
+              const frame = reader.frames.find(match);
+              if (frame) {
+                finished = true;
+                cleanup();
+                found(frame);
+              }
+            };
+            const timeout = setTimeout(() => {
+              finished = true;
+              cleanup();
+              fail(new Error(`timed out after ${waitMs} ms waiting for ${label}; got ${JSON.stringify(reader.frames.map((f) => f.event ?? f.id))}`));
+            }, waitMs);
+            const cleanup = () => {
+              clearTimeout(timeout);
+              waiters.delete(check);
+            };
+            waiters.add(check);
+            check();
+          });
+        },
+        waitForComments(count, waitMs = 10000) {
+          return new Promise((found, fail) => {
+            const check = () => {
+              if (reader.comments.length >= count) {
+                clearTimeout(timeout);
+                waiters.delete(check);
+                found();
+              }
+            };
+            const timeout = setTimeout(() => {
+              waiters.delete(check);
+              fail(new Error(`timed out waiting for ${count} comments; got ${reader.comments.length}`));
+            }, waitMs);
+            waiters.add(check);
+            check();
+          });
+        },
+        destroy() {
+          req.destroy();
+        },
+      };
+      const parser = createParser({
+        onEvent(message: EventSourceMessage) {
+          reader.frames.push({ event: message.event, id: message.id, data: message.data });
+          notify();
+        },
+        onComment(comment: string) {
+          reader.comments.push(comment);
+          notify();
+        },
+        onRetry(retry: number) {
+          reader.retry = retry;
+        },
+      });
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        reader.raw += chunk;
+        parser.feed(chunk);
+      });
+      res.once('close', () => endedResolve());
+      res.once('error', () => endedResolve());
+      resolve(reader);
+    });
+  });
+}
+
+/** Timeline events (default messages) of a reader, parsed. */
+export function timelineEvents<T = Record<string, unknown>>(reader: SseReader): T[] {
+  return reader.frames.filter((frame) => frame.event === undefined).map((frame) => JSON.parse(frame.data) as T);
+}
+
+export const isNamed = (name: string) => (frame: SseFrame) => frame.event === name;

@@ -1,0 +1,206 @@
+import { execute, newSessionId, startService, type RunningService } from '../helpers/service';
+import { isNamed, openSse, timelineEvents } from '../helpers/sse-reader';
+
+type Ev = { event_id: string; seq: number; type: string; details?: Record<string, unknown> };
+
+const synthetic = (sessionId: string, params: Record<string, unknown>) => ({
+  project_id: 'p1',
+  query: 'load',
+  session_id: sessionId,
+  workflow: 'synthetic',
+  params,
+});
+
+describe('GET /timeline/stream/:sessionId', () => {
+  let svc: RunningService;
+  beforeAll(async () => {
+    svc = await startService({ keepAliveMs: null });
+  });
+  afterAll(() => svc.close());
+
+  it('answers SSE headers at once, then retry + ready with status waiting', async () => {
+    const sessionId = newSessionId();
+    const reader = await openSse(`${svc.url}/timeline/stream/${sessionId}`);
+    expect(reader.status).toBe(200);
+    expect(reader.headers['content-type']).toBe('text/event-stream');
+    expect(reader.headers['cache-control']).toBe('no-cache, no-transform');
+    expect(reader.headers['x-accel-buffering']).toBe('no');
+    const ready = await reader.waitFor(isNamed('ready'));
+    expect(JSON.parse(ready.data)).toEqual({ session_id: sessionId, status: 'waiting' });
+    expect(ready.id).toBeUndefined();
+    expect(reader.retry).toBe(2000);
+    expect(reader.raw.startsWith('retry: 2000\nevent: ready\n')).toBe(true);
+    reader.destroy();
+  });
+
+  it('streams a run live: every event once, in order, with ids, then done, then the response ends', async () => {
+    const sessionId = newSessionId();
+    const reader = await openSse(`${svc.url}/timeline/stream/${sessionId}`);
+    await reader.waitFor(isNamed('ready'));
+    const response = await execute(svc.url, synthetic(sessionId, { events: 25 }));
+    expect(response.status).toBe(200);
+    const done = await reader.waitFor(isNamed('done'));
+    await reader.ended;
+    const events = timelineEvents<Ev>(reader);
+    expect(events.map((e) => e.seq)).toEqual(Array.from({ length: 27 }, (_, i) => i + 1));
+    expect(events[0].type).toBe('WORKFLOW_START');
+    expect(events.at(-1)?.type).toBe('WORKFLOW_COMPLETE');
+    expect(events.filter((e) => e.type === 'AGENT_MESSAGE').map((e) => e.details?.i)).toEqual(
+      Array.from({ length: 25 }, (_, i) => i + 1),
+    );
+    const frames = reader.frames.filter((f) => f.event === undefined);
+    frames.forEach((frame, i) => expect(frame.id).toBe(events[i].event_id));
+    expect(JSON.parse(done.data)).toEqual({ status: 'completed', result: { events: 25 } });
+    expect(done.id).toBeDefined();
+    expect(reader.frames.at(-1)).toBe(done);
+    expect(response.body.event_count).toBe(27);
+  });
+
+  it('delivers an event before the run ends (live, not buffered)', async () => {
+    const sessionId = newSessionId();
+    const reader = await openSse(`${svc.url}/timeline/stream/${sessionId}`);
+    await reader.waitFor(isNamed('ready'));
+    const run = execute(svc.url, synthetic(sessionId, { events: 3, interval_ms: 400 }));
+    let runEnded = false;
+    void run.then(() => (runEnded = true));
+    await reader.waitFor((f) => f.event === undefined && JSON.parse(f.data).type === 'AGENT_MESSAGE');
+    expect(runEnded).toBe(false);
+    expect(reader.frames.some((f) => f.event === 'done')).toBe(false);
+    await run;
+    await reader.waitFor(isNamed('done'));
+  });
+
+  it('replays a finished session in full to a late reader, then done', async () => {
+    const sessionId = newSessionId();
+    await execute(svc.url, synthetic(sessionId, { events: 10 }));
+    const reader = await openSse(`${svc.url}/timeline/stream/${sessionId}`);
+    const ready = await reader.waitFor(isNamed('ready'));
+    expect(JSON.parse(ready.data).status).toBe('completed');
+    await reader.waitFor(isNamed('done'));
+    await reader.ended;
+    expect(timelineEvents<Ev>(reader).map((e) => e.seq)).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
+  });
+
+  it('resumes after Last-Event-ID (header or ?lastEventId=) with no gap and no duplicate', async () => {
+    const sessionId = newSessionId();
+    await execute(svc.url, synthetic(sessionId, { events: 10 }));
+    const full = await openSse(`${svc.url}/timeline/stream/${sessionId}`);
+    await full.ended;
+    const all = timelineEvents<Ev>(full);
+    const cut = all[4].event_id;
+
+    const byHeader = await openSse(`${svc.url}/timeline/stream/${sessionId}`, { headers: { 'Last-Event-ID': cut } });
+    await byHeader.ended;
+    expect(timelineEvents<Ev>(byHeader).map((e) => e.seq)).toEqual(all.slice(5).map((e) => e.seq));
+    expect(byHeader.frames.at(-1)?.event).toBe('done');
+
+    const byQuery = await openSse(`${svc.url}/timeline/stream/${sessionId}?lastEventId=${cut}`);
+    await byQuery.ended;
+    expect(timelineEvents<Ev>(byQuery).map((e) => e.event_id)).toEqual(all.slice(5).map((e) => e.event_id));
+  });
+
+  it('resumes mid-run: reconnecting with the last id joins replay and live without gap or duplicate', async () => {
+    const sessionId = newSessionId();
+    const first = await openSse(`${svc.url}/timeline/stream/${sessionId}`);
+    await first.waitFor(isNamed('ready'));
+    const run = execute(svc.url, synthetic(sessionId, { events: 40, interval_ms: 10 }));
+    await first.waitFor((f) => f.event === undefined && JSON.parse(f.data).seq === 8);
+    first.destroy();
+    const seen = timelineEvents<Ev>(first);
+    const second = await openSse(`${svc.url}/timeline/stream/${sessionId}`, {
+      headers: { 'Last-Event-ID': seen.at(-1)!.event_id },
+    });
+    await second.waitFor(isNamed('done'));
+    await run;
+    const seqs = [...seen, ...timelineEvents<Ev>(second)].map((e) => e.seq);
+    expect(seqs).toEqual(Array.from({ length: 42 }, (_, i) => i + 1));
+  });
+
+  it('answers 204 to a reconnect whose Last-Event-ID is the done id', async () => {
+    const sessionId = newSessionId();
+    await execute(svc.url, synthetic(sessionId, { events: 2 }));
+    const reader = await openSse(`${svc.url}/timeline/stream/${sessionId}`);
+    const done = await reader.waitFor(isNamed('done'));
+    const again = await openSse(`${svc.url}/timeline/stream/${sessionId}`, { headers: { 'Last-Event-ID': done.id! } });
+    expect(again.status).toBe(204);
+    await again.ended;
+    expect(again.raw).toBe('');
+  });
+
+  it('rejects a session id that is not a UUID and a malformed Last-Event-ID', async () => {
+    for (const bad of ['abc', '123e4567-e89b-12d3-a456-42661417400', '123e4567e89b12d3a456426614174000']) {
+      const res = await fetch(`${svc.url}/timeline/stream/${bad}`);
+      expect(res.status).toBe(400);
+      expect(await res.json()).toEqual({ error: { code: 'invalid_session_id', message: expect.any(String) } });
+    }
+    const sessionId = newSessionId();
+    for (const bad of ['nope', '12-', '1-2-3', '01-0', 'abc-1']) {
+      const res = await fetch(`${svc.url}/timeline/stream/${sessionId}`, { headers: { 'Last-Event-ID': bad } });
+      expect(res.status).toBe(400);
+      expect((await res.json()).error.code).toBe('invalid_last_event_id');
+    }
+    const res = await fetch(`${svc.url}/timeline/stream/${sessionId}?lastEventId=zzz`);
+    expect((await res.json()).error.code).toBe('invalid_last_event_id');
+  });
+
+  it('accepts an upper-case session id and treats it as the same session', async () => {
+    const sessionId = newSessionId();
+    const reader = await openSse(`${svc.url}/timeline/stream/${sessionId.toUpperCase()}`);
+    await reader.waitFor(isNamed('ready'));
+    await execute(svc.url, synthetic(sessionId, { events: 1 }));
+    const done = await reader.waitFor(isNamed('done'));
+    expect(JSON.parse(done.data).status).toBe('completed');
+  });
+
+  it('goes live with nothing to replay when Last-Event-ID is after everything retained', async () => {
+    const sessionId = newSessionId();
+    const reader = await openSse(`${svc.url}/timeline/stream/${sessionId}`, {
+      headers: { 'Last-Event-ID': '99999999999999-0' },
+    });
+    const ready = await reader.waitFor(isNamed('ready'));
+    expect(JSON.parse(ready.data).status).toBe('waiting');
+    reader.destroy();
+  });
+});
+
+describe('stream timers', () => {
+  it('sends `: ping` comments while idle', async () => {
+    const svc = await startService({ keepAliveMs: 50 });
+    try {
+      const reader = await openSse(`${svc.url}/timeline/stream/${newSessionId()}`);
+      await reader.waitForComments(3);
+      expect(reader.comments.slice(0, 3)).toEqual(['ping', 'ping', 'ping']);
+      expect(reader.raw).toContain('\n: ping\n\n');
+      reader.destroy();
+    } finally {
+      await svc.close();
+    }
+  });
+
+  it('expires a stream whose session never starts with event: expired, then closes', async () => {
+    const svc = await startService({ streamIdleTimeoutMs: 150, keepAliveMs: null });
+    try {
+      const reader = await openSse(`${svc.url}/timeline/stream/${newSessionId()}`);
+      const expired = await reader.waitFor(isNamed('expired'));
+      expect(JSON.parse(expired.data)).toEqual({ code: 'idle_timeout' });
+      await reader.ended;
+      expect(reader.frames.map((f) => f.event)).toEqual(['ready', 'expired']);
+    } finally {
+      await svc.close();
+    }
+  });
+
+  it('does not expire a stream once its run has started', async () => {
+    const svc = await startService({ streamIdleTimeoutMs: 200, keepAliveMs: null });
+    try {
+      const sessionId = newSessionId();
+      const reader = await openSse(`${svc.url}/timeline/stream/${sessionId}`);
+      await reader.waitFor(isNamed('ready'));
+      await execute(svc.url, synthetic(sessionId, { events: 4, interval_ms: 150 }));
+      await reader.waitFor(isNamed('done'));
+      expect(reader.frames.some((f) => f.event === 'expired')).toBe(false);
+    } finally {
+      await svc.close();
+    }
+  });
+});
