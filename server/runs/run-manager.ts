@@ -154,8 +154,10 @@ export class RunManager {
     }, Math.max(1, Math.floor(this.leaseMs / 3)));
     lease.unref();
 
-    let ending: RunEnding;
+    // Until the run proves otherwise, it failed: whatever happens, `done` carries an outcome.
+    let ending: RunEnding = endingFromError(new Error('run did not finish'), signal);
     let result: unknown = null;
+    let doneId: string | null = null;
     try {
       await emit({
         type: 'WORKFLOW_START',
@@ -179,9 +181,9 @@ export class RunManager {
       await this.emitTerminalStep(emit, ending.done, log);
     } finally {
       clearInterval(lease);
+      await tail;
+      doneId = await this.signalDone(sessionId, ending.done, log);
     }
-    await tail;
-    const doneId = await this.signalDone(sessionId, ending.done, log);
     metrics.runs.labels(ending.done.status).inc();
     log.info({ status: ending.done.status, events: eventCount, done_id: doneId }, 'run finished');
     return {

@@ -1,0 +1,177 @@
+import { ConfigError, DEFAULT_CONFIG, loadConfig, type Config } from '../../server/config';
+
+/** Calls `loadConfig` and returns the `ConfigError` it throws (fails the test if it does not). */
+function configError(env: Record<string, string>): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return error as ConfigError;
+  }
+  throw new Error(`loadConfig(${JSON.stringify(env)}) did not throw`);
+}
+
+const NUMERIC: Array<[variable: string, key: keyof Config]> = [
+  ['PORT', 'port'],
+  ['KEEPALIVE_MS', 'keepAliveMs'],
+  ['SHUTDOWN_GRACE_MS', 'shutdownGraceMs'],
+  ['MAX_BUFFERED_BYTES', 'maxBufferedBytes'],
+  ['STREAM_IDLE_TIMEOUT_MS', 'streamIdleTimeoutMs'],
+  ['EVENT_TTL_S', 'eventTtlS'],
+  ['MAX_EVENTS_PER_SESSION', 'maxEventsPerSession'],
+  ['MAX_STREAMS', 'maxStreams'],
+  ['RETRY_MS', 'retryMs'],
+  ['RUN_LEASE_MS', 'runLeaseMs'],
+  ['BUS_OUTAGE_MS', 'busOutageMs'],
+];
+
+const ZERO_MEANS_OFF = new Set(['KEEPALIVE_MS', 'STREAM_IDLE_TIMEOUT_MS']);
+const POSITIVE_ONLY = NUMERIC.filter(([variable]) => !ZERO_MEANS_OFF.has(variable));
+
+describe('loadConfig', () => {
+  it('gives the contract defaults for an empty environment', () => {
+    expect(loadConfig({})).toEqual({
+      port: 3000,
+      redisUrl: null,
+      anthropicApiKey: null,
+      anthropicModel: DEFAULT_CONFIG.anthropicModel,
+      anthropicBaseUrl: null,
+      keepAliveMs: 15000,
+      shutdownGraceMs: 10000,
+      maxBufferedBytes: 1024 * 1024,
+      streamIdleTimeoutMs: 300000,
+      eventTtlS: 3600,
+      maxEventsPerSession: 10000,
+      maxStreams: 10000,
+      retryMs: 2000,
+      runLeaseMs: 10000,
+      busOutageMs: 30000,
+      bodyLimitBytes: 256 * 1024,
+      corsOrigins: null,
+      apiKey: null,
+      jwtSecret: null,
+      logLevel: 'info',
+    });
+  });
+
+  it('treats empty and blank values as unset', () => {
+    expect(loadConfig({ PORT: '', KEEPALIVE_MS: '  ', REDIS_URL: '', LOG_LEVEL: '' })).toEqual(loadConfig({}));
+  });
+
+  it.each(NUMERIC)('parses %s into %s', (variable, key) => {
+    expect(loadConfig({ [variable]: '1234' })[key]).toBe(1234);
+    expect(loadConfig({ [variable]: ' 77 ' })[key]).toBe(77);
+  });
+
+  it.each([...ZERO_MEANS_OFF])('reads %s=0 as off (null)', (variable) => {
+    const key = NUMERIC.find(([name]) => name === variable)![1];
+    expect(loadConfig({ [variable]: '0' })[key]).toBeNull();
+  });
+
+  it.each([...ZERO_MEANS_OFF])('rejects a negative or non-numeric %s, naming it', (variable) => {
+    for (const bad of ['-1', 'abc', '1.5', '10ms']) {
+      const error = configError({ [variable]: bad });
+      expect(error.variable).toBe(variable);
+      expect(error.message).toContain(variable);
+    }
+  });
+
+  it.each(POSITIVE_ONLY)('rejects zero, negative and non-numeric %s, naming it', (variable) => {
+    for (const bad of ['0', '-5', 'abc', '2.5', '1e3', '0x10', '99999999999999999999']) {
+      const error = configError({ [variable]: bad });
+      expect(error.variable).toBe(variable);
+      expect(error.message).toContain(variable);
+    }
+  });
+
+  it('rejects a PORT above 65535', () => {
+    expect(loadConfig({ PORT: '65535' }).port).toBe(65535);
+    expect(configError({ PORT: '65536' }).message).toContain('PORT');
+  });
+
+  describe('BODY_LIMIT', () => {
+    it('accepts plain bytes and size strings', () => {
+      expect(loadConfig({ BODY_LIMIT: '1024' }).bodyLimitBytes).toBe(1024);
+      expect(loadConfig({ BODY_LIMIT: '256kb' }).bodyLimitBytes).toBe(256 * 1024);
+      expect(loadConfig({ BODY_LIMIT: '1mb' }).bodyLimitBytes).toBe(1024 * 1024);
+      expect(loadConfig({ BODY_LIMIT: '2MB' }).bodyLimitBytes).toBe(2 * 1024 * 1024);
+    });
+
+    it.each(['abc', '0', '-1kb', 'kb'])('rejects %j, naming BODY_LIMIT', (bad) => {
+      const error = configError({ BODY_LIMIT: bad });
+      expect(error.variable).toBe('BODY_LIMIT');
+      expect(error.message).toContain('BODY_LIMIT');
+    });
+  });
+
+  describe('LOG_LEVEL', () => {
+    it.each(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])('accepts %s', (level) => {
+      expect(loadConfig({ LOG_LEVEL: level }).logLevel).toBe(level);
+    });
+
+    it('is case-insensitive', () => {
+      expect(loadConfig({ LOG_LEVEL: 'DEBUG' }).logLevel).toBe('debug');
+    });
+
+    it.each(['verbose', 'warning', '10'])('rejects %j, naming LOG_LEVEL', (bad) => {
+      const error = configError({ LOG_LEVEL: bad });
+      expect(error.variable).toBe('LOG_LEVEL');
+      expect(error.message).toContain('LOG_LEVEL');
+    });
+  });
+
+  describe('CORS_ORIGINS', () => {
+    it('reads a comma-separated list of origins, trimming spaces', () => {
+      expect(loadConfig({ CORS_ORIGINS: 'https://app.example.com, http://localhost:5173' }).corsOrigins).toEqual([
+        'https://app.example.com',
+        'http://localhost:5173',
+      ]);
+    });
+
+    it('reads * as any origin', () => {
+      expect(loadConfig({ CORS_ORIGINS: '*' }).corsOrigins).toEqual(['*']);
+    });
+
+    it('rejects something that is not an origin, naming CORS_ORIGINS', () => {
+      for (const bad of ['app.example.com', 'https://app.example.com/path', 'ftp://x.example.com']) {
+        const error = configError({ CORS_ORIGINS: bad });
+        expect(error.variable).toBe('CORS_ORIGINS');
+        expect(error.message).toContain('CORS_ORIGINS');
+      }
+    });
+  });
+
+  describe('URLs', () => {
+    it('accepts a Redis URL', () => {
+      expect(loadConfig({ REDIS_URL: 'redis://localhost:6379/0' }).redisUrl).toBe('redis://localhost:6379/0');
+    });
+
+    it('rejects a REDIS_URL that is not a URL, naming it', () => {
+      for (const bad of ['localhost 6379', 'not a url']) {
+        const error = configError({ REDIS_URL: bad });
+        expect(error.variable).toBe('REDIS_URL');
+        expect(error.message).toContain('REDIS_URL');
+      }
+    });
+
+    it('rejects an ANTHROPIC_BASE_URL that is not a URL, naming it', () => {
+      expect(loadConfig({ ANTHROPIC_BASE_URL: 'http://127.0.0.1:8080' }).anthropicBaseUrl).toBe('http://127.0.0.1:8080');
+      expect(configError({ ANTHROPIC_BASE_URL: 'nope' }).variable).toBe('ANTHROPIC_BASE_URL');
+    });
+  });
+
+  it('reads the optional strings as given', () => {
+    const config = loadConfig({
+      ANTHROPIC_API_KEY: 'sk-test',
+      ANTHROPIC_MODEL: 'claude-test',
+      API_KEY: 'shared',
+      JWT_SECRET: 'secret',
+    });
+    expect(config).toMatchObject({
+      anthropicApiKey: 'sk-test',
+      anthropicModel: 'claude-test',
+      apiKey: 'shared',
+      jwtSecret: 'secret',
+    });
+  });
+});
