@@ -5,6 +5,8 @@ module.exports = {
   testMatch: ['**/*.test.ts'],
   transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json', isolatedModules: true }] },
   testTimeout: 30000,
+  // Builds dist/ once (npm run build) when the run includes an e2e suite that starts `npm start`'s output.
+  globalSetup: '<rootDir>/test/helpers/global-setup.ts',
   // Integration suites start servers; keep them from fighting over two cores.
   maxWorkers: 2,
 };

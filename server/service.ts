@@ -60,7 +60,8 @@ export function createService(config: Config, parts: ServiceParts = {}): Service
   const registry = parts.registry ?? createDefaultRegistry({ maxEventsPerSession: config.maxEventsPerSession });
   const runs = new RunManager({ bus, model, log, metrics, runLeaseMs: config.runLeaseMs });
   const streams = new StreamRegistry(config.maxStreams);
-  const app = createApp({ config, bus, runs, registry, streams, metrics, log });
+  let draining = false;
+  const app = createApp({ config, bus, runs, registry, streams, metrics, log, isDraining: () => draining });
   let server: Server | null = null;
   let closing: Promise<void> | null = null;
 
@@ -72,6 +73,7 @@ export function createService(config: Config, parts: ServiceParts = {}): Service
     });
 
   const shutdown = async () => {
+    draining = true;
     const stopAccepting = server
       ? new Promise<void>((resolve) => (server as Server).close(() => resolve()))
       : Promise.resolve();

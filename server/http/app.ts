@@ -22,6 +22,8 @@ export interface AppDeps {
   streams: StreamRegistry;
   metrics: Metrics;
   log: Logger;
+  /** True once a graceful shutdown began: new work is refused so the balancer moves on. */
+  isDraining: () => boolean;
 }
 
 const CORS_REQUEST_HEADERS = ['Content-Type', 'Prefer', 'Authorization', 'Last-Event-ID'];
@@ -43,13 +45,27 @@ function methodNotAllowed(allowed: string): RequestHandler {
   };
 }
 
+function refuseWhileDraining(isDraining: () => boolean): RequestHandler {
+  return (req, res, next) => {
+    if (!isDraining() || req.path === '/healthz') {
+      next();
+      return;
+    }
+    res.setHeader('Connection', 'close');
+    next(new HttpError(503, 'shutting_down', 'This instance is shutting down; retry on another instance', {
+      headers: { 'Retry-After': '1' },
+    }));
+  };
+}
+
 /** The HTTP API of DESIGN.md; every dependency comes in, so tests can build several. */
 export function createApp(deps: AppDeps): Express {
-  const { config, bus, runs, registry, streams, metrics, log } = deps;
+  const { config, bus, runs, registry, streams, metrics, log, isDraining } = deps;
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
   if (config.corsOrigins) app.use(corsMiddleware(config.corsOrigins));
+  app.use(refuseWhileDraining(isDraining));
 
   app.get('/healthz', healthzRoute);
   app.get('/readyz', readyzRoute(bus));

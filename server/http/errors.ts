@@ -22,8 +22,12 @@ export function sendError(res: Parameters<RequestHandler>[1], error: HttpError):
   res.status(error.status).json(body);
 }
 
-/** body-parser's errors carry a `type`; map the ones a client can cause to contract codes. */
-function fromBodyParser(error: { type?: string; status?: number }): HttpError | null {
+/** Errors of body-parser (they carry a `type`) and of the router that a client can cause, as contract codes. */
+function fromLibraryError(error: { type?: string; status?: number }): HttpError | null {
+  // The router cannot percent-decode a path parameter, and every route parameter is a session id.
+  if (error instanceof URIError && error.status === 400) {
+    return new HttpError(400, 'invalid_session_id', 'Session id must be a UUID (8-4-4-4-12 hex digits)');
+  }
   switch (error.type) {
     case 'entity.parse.failed':
       return new HttpError(400, 'invalid_json', 'Request body is not valid JSON');
@@ -36,7 +40,10 @@ function fromBodyParser(error: { type?: string; status?: number }): HttpError | 
     case 'request.size.invalid':
       return new HttpError(400, 'invalid_request', 'Request body was incomplete');
     default:
-      return null;
+      // e.g. a gzip or br body that does not inflate: the client's fault, not ours.
+      return error.status === 400
+        ? new HttpError(400, 'invalid_request', 'Request body could not be read')
+        : null;
   }
 }
 
@@ -48,7 +55,7 @@ export const notFound: RequestHandler = (req, _res, next) => {
 export function errorHandler(log: Logger): ErrorRequestHandler {
   return (error, req, res, _next) => {
     const known =
-      error instanceof HttpError ? error : fromBodyParser(error as { type?: string; status?: number });
+      error instanceof HttpError ? error : fromLibraryError(error as { type?: string; status?: number });
     if (res.headersSent) {
       log.warn({ err: error, path: req.path }, 'error after the response started');
       res.end();

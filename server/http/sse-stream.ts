@@ -28,6 +28,8 @@ export class SseStream {
   private wroteSinceTick = false;
   private ended = false;
   private closed = false;
+  /** While replaying, the writer waits for `drain` instead of cutting the reader. */
+  private paced = true;
 
   private constructor(
     private readonly res: Response,
@@ -88,6 +90,30 @@ export class SseStream {
     this.wroteSinceTick = false;
   }
 
+  /**
+   * While replaying: a promise that resolves once the socket drained (or closed) when its
+   * unsent data passed the low-water mark, else `null`.
+   */
+  backlog(): Promise<void> | null {
+    if (!this.isOpen || this.res.writableLength < Math.min(64 * 1024, this.options.maxBufferedBytes / 2)) {
+      return null;
+    }
+    return new Promise((resolve) => {
+      const done = () => {
+        this.res.off('drain', done);
+        this.res.off('close', done);
+        resolve();
+      };
+      this.res.once('drain', done);
+      this.res.once('close', done);
+    });
+  }
+
+  /** Caught up: from now on a reader that falls `maxBufferedBytes` behind is cut. */
+  goLive(): void {
+    this.paced = false;
+  }
+
   end(): void {
     if (this.ended) return;
     this.ended = true;
@@ -99,7 +125,7 @@ export class SseStream {
     this.res.write(frame);
     this.wroteSinceTick = true;
     // Respect back-pressure: a reader that cannot keep up is cut, not buffered without bound.
-    if (this.res.writableLength > this.options.maxBufferedBytes) {
+    if (!this.paced && this.res.writableLength > this.options.maxBufferedBytes) {
       this.ended = true;
       this.options.onSlowReader();
       this.res.destroy();

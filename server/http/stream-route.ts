@@ -95,6 +95,8 @@ export function streamRoute({ bus, config, streams, metrics, log }: StreamRouteD
         }
       },
       gap: (gap) => stream.named('gap', JSON.stringify(gap)),
+      backlog: () => stream.backlog(),
+      live: () => stream.goLive(),
       failed: (error) => {
         streamLog.warn({ err: error }, 'bus failed under a stream; ending it so the client resumes');
         stream.end();

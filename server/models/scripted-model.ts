@@ -1,5 +1,5 @@
-import type { Model, ModelCallOptions, ModelReply, ModelRequest } from './model';
 import { delay } from '../utils/delay';
+import type { Model, ModelCallOptions, ModelReply, ModelRequest } from './model';
 
 export interface ScriptedModelOptions {
   /** Delay before each streamed token, in milliseconds. Defaults to `15`. */

@@ -156,8 +156,8 @@ export class RunManager {
 
     // Until the run proves otherwise, it failed: whatever happens, `done` carries an outcome.
     let ending: RunEnding = endingFromError(new Error('run did not finish'), signal);
-    let result: unknown = null;
-    let doneId: string | null = null;
+    let result: unknown;
+    let doneId: string | null;
     try {
       await emit({
         type: 'WORKFLOW_START',
@@ -177,7 +177,8 @@ export class RunManager {
     } catch (error) {
       result = null;
       ending = endingFromError(error, signal);
-      if (ending.done.status === 'failed') log.warn({ err: error, code: ending.done.error?.code }, 'run failed');
+      if (signal.aborted) log.info({ code: ending.done.error?.code ?? ending.done.status }, 'run aborted');
+      else log.warn({ err: error, code: ending.done.error?.code }, 'run failed');
       await this.emitTerminalStep(emit, ending.done, log);
     } finally {
       clearInterval(lease);

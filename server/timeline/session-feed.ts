@@ -8,12 +8,20 @@ export interface FeedSink {
   gap(gap: GapPayload): void;
   /** The bus failed while catching up; the reader should reconnect and resume. */
   failed(error: unknown): void;
+  /**
+   * While catching up, called after each entry: a promise means "wait before the next one"
+   * (the socket is backed up), so a large replay follows the reader's pace instead of
+   * piling up in memory.
+   */
+  backlog?(): Promise<void> | null;
+  /** Caught up: from now on entries arrive live, one by one. */
+  live?(): void;
 }
 
 /**
  * Joins a session's retained log and its live entries without a gap or a duplicate:
  * subscribe first, then read after the last id, then merge live entries by id.
- * Live entries that arrive while a read is in flight wait in `pending`.
+ * Live entries that arrive while a read or a replay is in flight wait in `pending`.
  */
 export class SessionFeed {
   private sink: FeedSink | null = null;
@@ -22,14 +30,13 @@ export class SessionFeed {
   private resyncAgain = false;
   private closed = false;
   private lastId: string | null;
+  private subscription: Subscription | null = null;
+  private firstSlice: LogSlice = { status: 'waiting', entries: [], gap: null };
 
   private constructor(
     private readonly bus: TimelineBus,
     private readonly sessionId: string,
     afterId: string | null,
-    private subscription: Subscription | null = null,
-    /** The first read: what the stream replays before going live. */
-    private firstSlice: LogSlice | null = null,
   ) {
     this.lastId = afterId;
   }
@@ -52,12 +59,12 @@ export class SessionFeed {
 
   /** The session status when the feed opened. */
   get status(): SessionStatus {
-    return (this.firstSlice as LogSlice).status;
+    return this.firstSlice.status;
   }
 
   /** True when the reader already has everything, `done` included: nothing left to stream. */
   get finishedAlready(): boolean {
-    const slice = this.firstSlice as LogSlice;
+    const slice = this.firstSlice;
     const finished = slice.status !== 'waiting' && slice.status !== 'running';
     return finished && slice.entries.length === 0 && this.lastId !== null && this.pending.length === 0;
   }
@@ -65,10 +72,7 @@ export class SessionFeed {
   /** Delivers the first read, then what arrived meanwhile, then live entries as they come. */
   start(sink: FeedSink): void {
     this.sink = sink;
-    const slice = this.firstSlice as LogSlice;
-    this.firstSlice = null;
-    this.deliverSlice(slice);
-    this.drainPending();
+    void this.catchUp(this.firstSlice);
   }
 
   close(): void {
@@ -92,30 +96,45 @@ export class SessionFeed {
       return;
     }
     this.catchingUp = true;
-    do {
+    let slice: LogSlice;
+    try {
+      slice = await this.bus.read(this.sessionId, this.lastId);
+    } catch (error) {
+      if (!this.closed) this.sink.failed(error);
+      return;
+    }
+    await this.catchUp(slice);
+  }
+
+  /** Replays `slice` and then the pending live entries at the reader's pace, then goes live. */
+  private async catchUp(slice: LogSlice): Promise<void> {
+    this.catchingUp = true;
+    if (slice.gap && !this.closed) this.sink?.gap(slice.gap);
+    if (!(await this.deliverPaced(slice.entries))) return;
+    while (this.pending.length > 0) {
+      const pending = this.pending;
+      this.pending = [];
+      if (!(await this.deliverPaced(pending))) return;
+    }
+    if (this.resyncAgain) {
       this.resyncAgain = false;
-      try {
-        const slice = await this.bus.read(this.sessionId, this.lastId);
-        if (this.closed) return;
-        this.deliverSlice(slice);
-      } catch (error) {
-        if (!this.closed) this.sink.failed(error);
-        return;
-      }
-    } while (this.resyncAgain);
-    this.drainPending();
-  }
-
-  private deliverSlice(slice: LogSlice): void {
-    if (slice.gap) this.sink?.gap(slice.gap);
-    for (const entry of slice.entries) this.deliver(entry);
-  }
-
-  private drainPending(): void {
-    const pending = this.pending;
-    this.pending = [];
-    for (const entry of pending) this.deliver(entry);
+      this.catchingUp = false;
+      await this.resync();
+      return;
+    }
     this.catchingUp = false;
+    this.sink?.live?.();
+  }
+
+  /** Resolves `false` if the feed closed on the way. */
+  private async deliverPaced(entries: LogEntry[]): Promise<boolean> {
+    for (const entry of entries) {
+      if (this.closed) return false;
+      this.deliver(entry);
+      const backlog = this.sink?.backlog?.();
+      if (backlog) await backlog;
+    }
+    return !this.closed;
   }
 
   private deliver(entry: LogEntry): void {

@@ -139,6 +139,7 @@ class AgentsRun {
       { signal: this.ctx.signal },
     );
     this.addUsage(reply.usage);
+    this.ctx.signal.throwIfAborted();
     const decision = parseRouteDecision(reply.text);
     if (decision) return decision;
     this.ctx.log.warn({ session_id: this.ctx.sessionId, reply: reply.text }, 'unparsable router reply');
@@ -263,6 +264,8 @@ class AgentsRun {
       });
       await tokens.flush();
       this.addUsage(reply.usage);
+      // The model may have finished just as the run was cancelled: go no further.
+      this.ctx.signal.throwIfAborted();
       return reply;
     } finally {
       tokens.discard();

@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import type { Workflow } from './workflow';
 import { delay } from '../utils/delay';
+import type { Workflow } from './workflow';
 
 export interface SyntheticWorkflowOptions {
   /** Upper bound of `params.events` (`MAX_EVENTS_PER_SESSION`). */

@@ -25,6 +25,10 @@ export interface SseReader {
   waitForComments(count: number, timeoutMs?: number): Promise<void>;
   /** Cuts the connection like a closed tab or a broken pipe. */
   destroy(): void;
+  /** Stops reading the socket, like a stalled client: the server's unsent data piles up. */
+  pause(): void;
+  /** Reads again after `pause`. */
+  resume(): void;
 }
 
 export interface OpenOptions {
@@ -108,6 +112,12 @@ export function openSse(url: string, options: OpenOptions = {}): Promise<SseRead
         },
         destroy() {
           req.destroy();
+        },
+        pause() {
+          res.pause();
+        },
+        resume() {
+          res.resume();
         },
       };
       const parser = createParser({

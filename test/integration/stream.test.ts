@@ -152,6 +152,23 @@ describe('GET /timeline/stream/:sessionId', () => {
     expect(JSON.parse(done.data).status).toBe('completed');
   });
 
+  it('reports status running to a reader that joins mid-run', async () => {
+    const sessionId = newSessionId();
+    const run = execute(svc.url, synthetic(sessionId, { events: 3, interval_ms: 200 }));
+    let ready;
+    for (let attempt = 0; attempt < 50; attempt += 1) {
+      const reader = await openSse(`${svc.url}/timeline/stream/${sessionId}`);
+      ready = JSON.parse((await reader.waitFor(isNamed('ready'))).data);
+      if (ready.status === 'running') {
+        await reader.waitFor(isNamed('done'));
+        break;
+      }
+      reader.destroy();
+    }
+    expect(ready.status).toBe('running');
+    await run;
+  });
+
   it('goes live with nothing to replay when Last-Event-ID is after everything retained', async () => {
     const sessionId = newSessionId();
     const reader = await openSse(`${svc.url}/timeline/stream/${sessionId}`, {
@@ -160,6 +177,55 @@ describe('GET /timeline/stream/:sessionId', () => {
     const ready = await reader.waitFor(isNamed('ready'));
     expect(JSON.parse(ready.data).status).toBe('waiting');
     reader.destroy();
+  });
+});
+
+describe('trimmed logs', () => {
+  let svc: RunningService;
+  beforeAll(async () => {
+    svc = await startService({ keepAliveMs: null, maxEventsPerSession: 5 });
+  });
+  afterAll(() => svc.close());
+
+  it('announces event: gap before replaying what is left, never skipping silently', async () => {
+    const sessionId = newSessionId();
+    await execute(svc.url, synthetic(sessionId, { events: 5 }));
+    const reader = await openSse(`${svc.url}/timeline/stream/${sessionId}`);
+    await reader.ended;
+    const gapIndex = reader.frames.findIndex(isNamed('gap'));
+    expect(reader.frames.slice(0, gapIndex).map((f) => f.event)).toEqual(['ready']);
+    const events = timelineEvents<Ev>(reader);
+    expect(events.map((e) => e.seq)).toEqual([3, 4, 5, 6, 7]);
+    const gap = reader.frames[gapIndex];
+    expect(JSON.parse(gap.data)).toEqual({ after: null, first_available: events[0].event_id });
+    expect(gap.id).toBeUndefined();
+    expect(reader.frames.at(-1)?.event).toBe('done');
+  });
+
+  it('announces a gap to a reader resuming from a trimmed id, and none from a retained one', async () => {
+    const sessionId = newSessionId();
+    const live = await openSse(`${svc.url}/timeline/stream/${sessionId}`);
+    await live.waitFor(isNamed('ready'));
+    await execute(svc.url, synthetic(sessionId, { events: 5 }));
+    await live.ended;
+    const all = timelineEvents<Ev>(live);
+    expect(all).toHaveLength(7);
+    expect(live.frames.some(isNamed('gap'))).toBe(false);
+
+    const fromTrimmed = await openSse(`${svc.url}/timeline/stream/${sessionId}`, {
+      headers: { 'Last-Event-ID': all[0].event_id },
+    });
+    await fromTrimmed.ended;
+    const gap = fromTrimmed.frames.find(isNamed('gap'));
+    expect(JSON.parse(gap!.data)).toEqual({ after: all[0].event_id, first_available: all[2].event_id });
+    expect(timelineEvents<Ev>(fromTrimmed).map((e) => e.seq)).toEqual([3, 4, 5, 6, 7]);
+
+    const fromRetained = await openSse(`${svc.url}/timeline/stream/${sessionId}`, {
+      headers: { 'Last-Event-ID': all[1].event_id },
+    });
+    await fromRetained.ended;
+    expect(fromRetained.frames.some(isNamed('gap'))).toBe(false);
+    expect(timelineEvents<Ev>(fromRetained).map((e) => e.seq)).toEqual([3, 4, 5, 6, 7]);
   });
 });
 

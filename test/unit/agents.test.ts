@@ -207,11 +207,12 @@ describe('agents workflow', () => {
   it('rejects promptly with the abort reason when aborted during a model call', async () => {
     const model = new RecordingModel(new ScriptedModel({ tokenDelayMs: 60_000 }));
     const ctx = recordingContext({ model });
+    const started = model.nextCall();
     const run = workflow.run(
       { project_id: 'p1', query: 'Write a poem', context: [], params: workflow.params.parse({}) },
       ctx,
     );
-    await model.nextCall();
+    await started;
     const reason = new Error('cancelled');
     ctx.controller.abort(reason);
     await expect(run).rejects.toBe(reason);
@@ -220,19 +221,39 @@ describe('agents workflow', () => {
 
   it('stops streaming once aborted mid-answer', async () => {
     const reason = new Error('cancelled');
-    let stepsAtAbort = 0;
-    const run = runAgents('Write a story about a lighthouse', {}, {
-      onEmit: (step, ctx) => {
-        if (step.type === 'AGENT_TOKEN' && !ctx.signal.aborted) {
-          stepsAtAbort = ctx.steps.length;
-          ctx.controller.abort(reason);
-        }
+    const model = new RecordingModel(new ScriptedModel({ tokenDelayMs: 2 }));
+    const ctx = recordingContext({
+      model,
+      onEmit: (step, c) => {
+        if (step.type === 'AGENT_TOKEN') c.controller.abort(reason);
       },
-      model: new RecordingModel(new ScriptedModel({ tokenDelayMs: 1 })),
     });
+    const fastFlush = createAgentsWorkflow({ tokenIntervalMs: 5 });
+    const run = fastFlush.run(
+      { project_id: 'p1', query: 'Write a story', context: [], params: fastFlush.params.parse({}) },
+      ctx,
+    );
     await expect(run).rejects.toBe(reason);
-    expect(stepsAtAbort).toBeGreaterThan(0);
+    expect(shape(ctx.steps)).toEqual(['ROUTER_THOUGHT:router', 'AGENT_START:writer', 'AGENT_TOKEN:writer']);
+    expect(model.calls[1].reply).toBeUndefined();
   }, 2000);
+
+  it('does not go on to the next step when aborted while the last tokens are emitted', async () => {
+    const reason = new Error('cancelled');
+    const ctx = recordingContext({
+      onEmit: (step, c) => {
+        if (step.type === 'AGENT_TOKEN') c.controller.abort(reason);
+      },
+    });
+    // Only the final flush emits tokens, after the model call is over.
+    const slowFlush = createAgentsWorkflow({ tokenIntervalMs: 60_000 });
+    const run = slowFlush.run(
+      { project_id: 'p1', query: 'Write a story', context: [], params: slowFlush.params.parse({}) },
+      ctx,
+    );
+    await expect(run).rejects.toBe(reason);
+    expect(ctx.steps.at(-1)?.type).toBe('AGENT_TOKEN');
+  });
 
   it('rejects unknown or out-of-range params', () => {
     expect(workflow.params.parse(undefined)).toEqual({ turns: 4 });

@@ -1,0 +1,369 @@
+import http from 'node:http';
+import { EventSource, type ErrorEvent } from 'eventsource';
+import type { DonePayload, ErrorBody, ExecuteResult, TimelineEvent } from '../../client-sdk/src/types';
+import { newSessionId } from '../helpers/service';
+import { isNamed, openSse, timelineEvents, type SseFrame, type SseReader } from '../helpers/sse-reader';
+import { freePort, spawnService, startProcess, stopAllProcesses, type ListeningProcess, type LogLine } from '../helpers/process';
+
+/**
+ * The compiled service as a user runs it (`npm start` = `node dist/server/main.js`, built by
+ * jest's globalSetup), one child process per test, on real sockets.
+ */
+
+const readers: SseReader[] = [];
+const eventSources: EventSource[] = [];
+
+afterEach(async () => {
+  for (const source of eventSources.splice(0)) source.close();
+  for (const reader of readers.splice(0)) reader.destroy();
+  await stopAllProcesses();
+});
+
+async function stream(url: string): Promise<SseReader> {
+  const reader = await openSse(url);
+  readers.push(reader);
+  expect(reader.status).toBe(200);
+  await reader.waitFor(isNamed('ready'));
+  return reader;
+}
+
+interface Answer<T> {
+  status: number;
+  body: T;
+  /** The frames the stream reader had received when the response head arrived. */
+  framesBefore: SseFrame[];
+  at: number;
+}
+
+/** POST /execute; snapshots `reader`'s frames the moment the response head arrives. */
+async function post<T>(url: string, body: unknown, reader?: SseReader, headers: Record<string, string> = {}): Promise<Answer<T>> {
+  const response = await fetch(`${url}/execute`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+  });
+  const at = Date.now();
+  const framesBefore = [...(reader?.frames ?? [])];
+  return { status: response.status, body: (await response.json()) as T, framesBefore, at };
+}
+
+/** Resolves with the time `promise` settled, so orderings can be asserted afterwards. */
+const settledAt = <T>(promise: Promise<T>): Promise<number> =>
+  promise.then(
+    () => Date.now(),
+    () => Date.now(),
+  );
+
+const eventType = (frame: SseFrame): string | undefined =>
+  frame.event === undefined ? (JSON.parse(frame.data) as TimelineEvent).type : undefined;
+
+const synthetic = (sessionId: string, params: Record<string, unknown>) => ({
+  project_id: 'e2e',
+  query: 'load',
+  session_id: sessionId,
+  workflow: 'synthetic',
+  params,
+});
+
+describe('npm start with defaults (in-memory bus, scripted model)', () => {
+  it('is healthy and streams an agents run live: tokens arrive before the POST answers, then done', async () => {
+    const proc = await startProcess();
+    const listening = proc.logs().find((l) => l.msg === 'timeline service listening');
+    expect(listening).toMatchObject({ bus: 'memory', model: 'scripted' });
+
+    const health = await fetch(`${proc.url}/healthz`);
+    expect(health.status).toBe(200);
+    expect(await health.json()).toEqual({ status: 'ok' });
+
+    const sessionId = newSessionId();
+    const reader = await stream(`${proc.url}/timeline/stream/${sessionId}`);
+    const firstToken = reader.waitFor((frame) => eventType(frame) === 'AGENT_TOKEN', 10000, 'AGENT_TOKEN').then(() => [
+      ...reader.frames,
+    ]);
+    // No `workflow` and no `Prefer`: the default `agents` workflow, answered synchronously.
+    const answer = await post<ExecuteResult>(
+      proc.url,
+      { project_id: 'e2e', query: 'What is server-sent events?', session_id: sessionId },
+      reader,
+    );
+
+    expect(answer.status).toBe(200);
+    expect(answer.body).toMatchObject({ session_id: sessionId, status: 'completed' });
+    expect(answer.framesBefore.some((frame) => eventType(frame) === 'AGENT_TOKEN')).toBe(true);
+    // Incremental, not flushed at the end: when the first token arrived, the run was not over.
+    const framesAtFirstToken = await firstToken;
+    expect(framesAtFirstToken.some((frame) => eventType(frame) === 'WORKFLOW_COMPLETE' || frame.event === 'done')).toBe(false);
+
+    const done = await reader.waitFor(isNamed('done'));
+    await reader.ended;
+    expect((JSON.parse(done.data) as DonePayload).status).toBe('completed');
+    expect(reader.frames.at(-1)).toBe(done);
+    const events = timelineEvents<TimelineEvent>(reader);
+    expect(events.map((e) => e.seq)).toEqual(Array.from({ length: events.length }, (_, i) => i + 1));
+    expect(events[0].type).toBe('WORKFLOW_START');
+    expect(events.at(-1)?.type).toBe('WORKFLOW_COMPLETE');
+    expect(answer.body.event_count).toBe(events.length);
+  });
+
+  it('serves a standard EventSource client: messages with lastEventId, ready and done, then 204 stops it', async () => {
+    // RETRY_MS short so the EventSource's reconnect after `done` (answered 204) happens quickly.
+    const proc = await startProcess({ RETRY_MS: '100' });
+    const sessionId = newSessionId();
+    // The client's own requests, seen through its `fetch` option: the reconnect after `done`.
+    const connections: Array<{ lastEventId: string | null; status: number }> = [];
+    const source = new EventSource(`${proc.url}/timeline/stream/${sessionId}`, {
+      fetch: async (input, init) => {
+        const response = await fetch(input, init);
+        connections.push({ lastEventId: new Headers(init?.headers).get('last-event-id'), status: response.status });
+        return response;
+      },
+    });
+    eventSources.push(source);
+
+    const messages: MessageEvent[] = [];
+    const named: Array<{ type: string; data: string; lastEventId: string }> = [];
+    const ready = new Promise<void>((resolve) =>
+      source.addEventListener('ready', (event) => {
+        named.push({ type: 'ready', data: event.data, lastEventId: event.lastEventId });
+        resolve();
+      }),
+    );
+    source.addEventListener('message', (event) => messages.push(event));
+    source.addEventListener('done', (event) => named.push({ type: 'done', data: event.data, lastEventId: event.lastEventId }));
+    // The server ends the response after `done`; the EventSource reconnects with that id, gets
+    // 204 and stops for good (readyState CLOSED) instead of retrying forever.
+    const closed = new Promise<ErrorEvent>((resolve) =>
+      source.addEventListener('error', (event) => {
+        if (source.readyState === EventSource.CLOSED) resolve(event);
+      }),
+    );
+
+    await ready;
+    const answer = await post<ExecuteResult>(proc.url, synthetic(sessionId, { events: 5, interval_ms: 20 }));
+    expect(answer.status).toBe(200);
+    const closedBy = await withTimeout(closed, 10000, 'the EventSource to close after done');
+
+    expect(named.map((n) => n.type)).toEqual(['ready', 'done']);
+    expect(JSON.parse(named[0].data)).toEqual({ session_id: sessionId, status: 'waiting' });
+    const events = messages.map((m) => JSON.parse(m.data as string) as TimelineEvent);
+    expect(events.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    expect(events.map((e) => e.type)).toEqual([
+      'WORKFLOW_START',
+      ...Array<string>(5).fill('AGENT_MESSAGE'),
+      'WORKFLOW_COMPLETE',
+    ]);
+    messages.forEach((message, i) => expect(message.lastEventId).toBe(events[i].event_id));
+    const done = named[1];
+    expect(JSON.parse(done.data)).toEqual({ status: 'completed', result: { events: 5 } });
+    expect(done.lastEventId).toMatch(/^\d+-\d+$/);
+    expect(done.lastEventId).not.toBe(events.at(-1)?.event_id);
+    expect(answer.body.event_count).toBe(7);
+    expect(connections).toEqual([
+      { lastEventId: null, status: 200 },
+      { lastEventId: done.lastEventId, status: 204 },
+    ]);
+    expect(closedBy.code).toBe(204);
+  });
+});
+
+describe('graceful shutdown', () => {
+  it.each(['SIGTERM', 'SIGINT'] as const)('%s ends an idle open stream at once and exits 0, well within SHUTDOWN_GRACE_MS', async (signal) => {
+    const proc = await startProcess({ SHUTDOWN_GRACE_MS: '20000' });
+    const reader = await stream(`${proc.url}/timeline/stream/${newSessionId()}`);
+
+    const sentAt = Date.now();
+    const streamEndedAt = settledAt(reader.ended);
+    const exit = await withTimeout(proc.stop(signal), 10000, 'the process to exit');
+    const exitedAt = Date.now();
+
+    expect(exit).toEqual({ code: 0, signal: null });
+    expect((await streamEndedAt) - sentAt).toBeLessThan(1000);
+    expect(exitedAt - sentAt).toBeLessThan(3000);
+    // Ended, not finished: no `done` (the session never ran), so a client reconnects elsewhere.
+    expect(reader.frames.map((f) => f.event)).toEqual(['ready']);
+    expect(proc.logs().some((l) => l.msg === 'shutting down' && l.signal === signal)).toBe(true);
+  });
+
+  it('ends a run that outlives the grace period as failed "shutdown", then exits 0', async () => {
+    const graceMs = 300;
+    const proc = await startProcess({ SHUTDOWN_GRACE_MS: String(graceMs) });
+    const syncId = newSessionId();
+    const asyncId = newSessionId();
+    const reader = await stream(`${proc.url}/timeline/stream/${syncId}`);
+    const asyncReader = await stream(`${proc.url}/timeline/stream/${asyncId}`);
+
+    // Two runs that would take a minute: one held by a synchronous POST, one started async.
+    const long = { events: 2, interval_ms: 60000 };
+    const held = post<ErrorBody>(proc.url, synthetic(syncId, long));
+    const accepted = await post<{ session_id: string }>(proc.url, synthetic(asyncId, long), undefined, {
+      Prefer: 'respond-async',
+    });
+    expect(accepted.status).toBe(202);
+    // Both runs are under way (their first AGENT_MESSAGE was published) before the signal.
+    await reader.waitFor((frame) => eventType(frame) === 'AGENT_MESSAGE');
+    await asyncReader.waitFor((frame) => eventType(frame) === 'AGENT_MESSAGE');
+
+    const sentAt = Date.now();
+    const streamEndedAt = settledAt(Promise.all([reader.ended, asyncReader.ended]));
+    proc.child.kill('SIGTERM');
+    const answer = await withTimeout(held, 5000, 'the held POST to answer');
+    const exit = await withTimeout(proc.exited, 10000, 'the process to exit');
+    const exitedAt = Date.now();
+
+    expect(exit).toEqual({ code: 0, signal: null });
+    // The held POST learnt how its run ended, before the process went away.
+    expect(answer.status).toBe(503);
+    expect(answer.body).toMatchObject({ error: { code: 'shutdown' }, session_id: syncId });
+    expect(answer.at).toBeLessThanOrEqual(exitedAt);
+    // The runs were given the grace period (not cut at once), and not their full minute.
+    expect(answer.at - sentAt).toBeGreaterThanOrEqual(graceMs - 20);
+    expect(exitedAt - sentAt).toBeLessThan(graceMs + 3000);
+    // The open streams were ended at once, not after the runs (their clients reconnect elsewhere).
+    expect(await streamEndedAt).toBeLessThan(answer.at);
+    expect(reader.frames.some(isNamed('done'))).toBe(false);
+    expect(asyncReader.frames.some(isNamed('done'))).toBe(false);
+    // The async run, which nobody was holding, was signalled done as failed too.
+    const finished = (sessionId: string) =>
+      proc.logs().find((l: LogLine) => l.msg === 'run finished' && l.session_id === sessionId);
+    expect(finished(asyncId)).toMatchObject({ status: 'failed' });
+    expect(finished(syncId)).toMatchObject({ status: 'failed' });
+    const failures = proc.logs().filter((l) => l.msg === 'run aborted').map((l) => [l.session_id, l.code]);
+    expect(failures).toEqual(expect.arrayContaining([[asyncId, 'shutdown'], [syncId, 'shutdown']]));
+  });
+
+  it('lets a run that fits in the grace period complete, answers it, then exits 0', async () => {
+    const proc = await startProcess({ SHUTDOWN_GRACE_MS: '10000' });
+    const sessionId = newSessionId();
+    const reader = await stream(`${proc.url}/timeline/stream/${sessionId}`);
+    const held = post<ExecuteResult>(proc.url, synthetic(sessionId, { events: 3, interval_ms: 300 }));
+    await reader.waitFor((frame) => eventType(frame) === 'AGENT_MESSAGE');
+
+    const sentAt = Date.now();
+    proc.child.kill('SIGTERM');
+    const answer = await withTimeout(held, 5000, 'the held POST to answer');
+    const exit = await withTimeout(proc.exited, 10000, 'the process to exit');
+    const exitedAt = Date.now();
+
+    expect(answer.status).toBe(200);
+    expect(answer.body).toMatchObject({ session_id: sessionId, status: 'completed', result: { events: 3 }, event_count: 5 });
+    expect(exit).toEqual({ code: 0, signal: null });
+    expect(answer.at).toBeLessThanOrEqual(exitedAt);
+    // Exits once the run is done, not after the whole grace period.
+    expect(exitedAt - sentAt).toBeLessThan(5000);
+  });
+});
+
+describe('bad configuration', () => {
+  it.each([
+    ['KEEPALIVE_MS', 'abc'],
+    ['BODY_LIMIT', 'lots'],
+    ['PORT', '70000'],
+    ['LOG_LEVEL', 'loud'],
+  ])('%s=%s stops the start with a non-zero exit and a message naming the variable', async (name, value) => {
+    // A free PORT too, so a config check that let the value through could not fail on EADDRINUSE.
+    const env = { PORT: String(await freePort()), [name]: value };
+    const startedAt = Date.now();
+    const proc = spawnService(env);
+    const exit = await withTimeout(proc.exited, 5000, 'the process to exit');
+
+    expect(exit.code).not.toBe(0);
+    expect(exit.code).not.toBeNull();
+    expect(Date.now() - startedAt).toBeLessThan(5000);
+    expect(proc.stderr).toContain(name);
+    expect(proc.stderr).toContain(value);
+    expect(proc.logs().some((l) => l.msg === 'timeline service listening')).toBe(false);
+  });
+});
+
+describe('log output', () => {
+  /** Raw GET, so malformed paths reach the server byte for byte. */
+  const get = (url: string) =>
+    new Promise<{ status: number; body: string }>((resolve, reject) => {
+      http
+        .get(url, (res) => {
+          let body = '';
+          res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+          res.once('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        })
+        .once('error', reject);
+    });
+
+  it('never writes ?access_token= values to stdout, even at LOG_LEVEL=trace', async () => {
+    // With API_KEY set, ?access_token= is how a browser EventSource authenticates a stream.
+    const apiKey = `sekrit-key-${process.pid}`;
+    const proc = await startProcess({ LOG_LEVEL: 'trace', API_KEY: apiKey });
+    const wrong = (n: number) => `sekrit-wrong-${n}-${process.pid}`;
+    const sessionId = newSessionId();
+    const isClientError = (status: number) => status >= 400 && status < 500;
+
+    expect(isClientError((await get(`${proc.url}/timeline/stream/not-a-uuid?access_token=${wrong(1)}`)).status)).toBe(true);
+    expect(isClientError((await get(`${proc.url}/timeline/stream/${sessionId}?access_token=${apiKey}&lastEventId=x`)).status)).toBe(true);
+    expect(isClientError((await get(`${proc.url}/no/such/route?access_token=${wrong(2)}`)).status)).toBe(true);
+    // A stream that opens, runs and closes (debug logs on close), and one the client cuts.
+    const reader = await stream(`${proc.url}/timeline/stream/${sessionId}?access_token=${apiKey}`);
+    const answer = await post<ExecuteResult>(proc.url, synthetic(sessionId, { events: 2 }), undefined, {
+      Authorization: `Bearer ${apiKey}`,
+    });
+    expect(answer.status).toBe(200);
+    await reader.ended;
+    const cut = await stream(`${proc.url}/timeline/stream/${newSessionId()}?access_token=${apiKey}`);
+    cut.destroy();
+    const exit = await withTimeout(proc.stop('SIGTERM'), 10000, 'the process to exit');
+
+    expect(exit.code).toBe(0);
+    // The service did log about these sessions, so the check below is not vacuous.
+    expect(proc.logs().some((l) => l.msg === 'run finished' && l.session_id === sessionId)).toBe(true);
+    expect(proc.stdout).not.toContain('sekrit-');
+    expect(proc.stderr).not.toContain('sekrit-');
+  });
+
+  /** Requests a client gets wrong; each must be a 4xx JSON error and must not log a stack. */
+  const malformed = (proc: ListeningProcess): Array<[string, () => Promise<{ status: number; body: string }>]> => [
+    ['non-UUID session id', () => get(`${proc.url}/timeline/stream/nope`)],
+    ['malformed Last-Event-ID', () => get(`${proc.url}/timeline/stream/${newSessionId()}?lastEventId=zzz`)],
+    ['bad percent-encoding in a stream path', () => get(`${proc.url}/timeline/stream/%E0%A4%A`)],
+    ['bad percent-encoding in a history path', () => get(`${proc.url}/timeline/%ZZ`)],
+    ['invalid JSON', () => rawPost(proc, '{"project_id":')],
+    ['body over the limit', () => rawPost(proc, JSON.stringify({ project_id: 'p', query: 'x'.repeat(300 * 1024) }))],
+    ['missing fields', () => rawPost(proc, JSON.stringify({ query: 'q' }))],
+  ];
+
+  it('answers malformed requests with a 4xx JSON error, never a 500', async () => {
+    const proc = await startProcess();
+    const answers: Array<{ name: string; status: number; body: unknown }> = [];
+    for (const [name, send] of malformed(proc)) {
+      const response = await send();
+      answers.push({ name, status: response.status, body: JSON.parse(response.body) });
+    }
+    const errorShape = { error: { code: expect.stringMatching(/^[a-z_]+$/), message: expect.any(String) } };
+    for (const { name, status, body } of answers) {
+      // The request's name in the assertion says which one went wrong.
+      expect({ name, clientError: status >= 400 && status < 500, body }).toEqual({ name, clientError: true, body: errorShape });
+    }
+  });
+
+  it('logs no stack trace for malformed requests, even at LOG_LEVEL=trace', async () => {
+    const proc = await startProcess({ LOG_LEVEL: 'trace' });
+    for (const [, send] of malformed(proc)) await send();
+    const exit = await withTimeout(proc.stop('SIGTERM'), 10000, 'the process to exit');
+
+    expect(exit.code).toBe(0);
+    expect(proc.logs().some((l) => l.msg === 'shutting down')).toBe(true);
+    const withStacks = proc.logs().filter((l) => JSON.stringify(l).includes('"stack"') || /\n\s+at /.test(JSON.stringify(l)));
+    expect(withStacks).toEqual([]);
+    expect(proc.stderr).toBe('');
+  });
+});
+
+async function rawPost(proc: ListeningProcess, body: string): Promise<{ status: number; body: string }> {
+  const response = await fetch(`${proc.url}/execute`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body });
+  return { status: response.status, body: await response.text() };
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, label: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${label}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

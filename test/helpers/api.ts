@@ -1,0 +1,70 @@
+import type { SessionHistory } from '../../client-sdk/src/types';
+
+/** A response read to the end: status, headers, raw text and the JSON it parses to (if any). */
+export interface ApiResponse<Body = any> {
+  status: number;
+  headers: Headers;
+  text: string;
+  /** The parsed body; `undefined` when it is empty or not JSON. */
+  json: Body;
+}
+
+/** Any request with fetch; the body is kept as text so tests can check it is never HTML or a stack. */
+export async function request(url: string, init: RequestInit = {}): Promise<ApiResponse> {
+  const response = await fetch(url, init);
+  const text = await response.text();
+  return { status: response.status, headers: response.headers, text, json: parseJson(text) };
+}
+
+function parseJson(text: string): unknown {
+  if (text === '') return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    // Not JSON (e.g. the demo page); callers check `text` or the content type instead.
+    return undefined;
+  }
+}
+
+/** `POST /execute` with a body sent exactly as given (bad JSON, arrays, oversize bodies). */
+export function postExecuteRaw(url: string, body: string, headers: Record<string, string> = {}): Promise<ApiResponse> {
+  return request(`${url}/execute`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', ...headers },
+    body,
+  });
+}
+
+/** `GET /timeline/:sessionId`. */
+export function getHistory(url: string, sessionId: string): Promise<ApiResponse<SessionHistory>> {
+  return request(`${url}/timeline/${sessionId}`);
+}
+
+/** `POST /timeline/:sessionId/cancel`. */
+export function cancelSession(url: string, sessionId: string): Promise<ApiResponse> {
+  return request(`${url}/timeline/${sessionId}/cancel`, { method: 'POST' });
+}
+
+/**
+ * Asserts the contract's error shape `{"error": {"code", "message"}}` (plus `session_id` where
+ * the contract has one), JSON not HTML, and no stack trace; returns the message.
+ */
+export function expectJsonError(response: ApiResponse, status: number, code: string): string {
+  expect({ status: response.status, code: response.json?.error?.code }).toEqual({ status, code });
+  expect(response.headers.get('content-type')).toMatch(/^application\/json/);
+  expect(typeof response.json.error.message).toBe('string');
+  expect(response.json.error.message.length).toBeGreaterThan(0);
+  expect(Object.keys(response.json.error).sort()).toEqual(['code', 'message']);
+  expect(Object.keys(response.json).filter((key) => key !== 'session_id')).toEqual(['error']);
+  expect(response.text).not.toMatch(/<html|<!doctype/i);
+  expect(response.text).not.toMatch(/\bat .+:\d+:\d+/);
+  expect(response.text).not.toMatch(/\\n\s*at /);
+  return response.json.error.message as string;
+}
+
+/** The value of one sample in Prometheus text, e.g. `timeline_runs_total{outcome="completed"}`. */
+export function metricSample(text: string, sample: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${sample} `));
+  if (line === undefined) throw new Error(`no sample ${sample} in metrics:\n${text}`);
+  return Number(line.slice(sample.length + 1));
+}

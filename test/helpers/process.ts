@@ -1,0 +1,228 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+
+/** How a child process ended: `code` when it exited, `signal` when a signal killed it. */
+export interface ProcessExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+/** One line of the service's pino output (stdout is JSON lines). */
+export type LogLine = Record<string, unknown> & { msg?: string; level?: number };
+
+/** A child process running the compiled service, with its output captured line by line. */
+export interface ServiceProcess {
+  child: ChildProcess;
+  /** Every complete stdout line so far, in order. */
+  stdoutLines: string[];
+  /** Every complete stderr line so far, in order. */
+  stderrLines: string[];
+  /** Raw stdout and stderr text so far (including a last line without a newline). */
+  readonly stdout: string;
+  readonly stderr: string;
+  /** The stdout lines that parse as JSON objects (pino records). */
+  logs(): LogLine[];
+  /** Resolves with the first log record (already written or future) that `match` accepts. */
+  waitForLog(match: (line: LogLine) => boolean, timeoutMs?: number, label?: string): Promise<LogLine>;
+  /** Resolves once the process has exited and its output is fully read. Never rejects. */
+  exited: Promise<ProcessExit>;
+  /** Sends `signal` (default `SIGTERM`) unless the process has exited; resolves with its exit. */
+  stop(signal?: NodeJS.Signals): Promise<ProcessExit>;
+}
+
+/** A service process that reported it is listening. */
+export interface ListeningProcess extends ServiceProcess {
+  port: number;
+  url: string;
+}
+
+const live = new Set<ServiceProcess>();
+
+/**
+ * The compiled entry point `npm start` runs, read from package.json's `start` script
+ * (`node <file>`), so the tests follow that script instead of guessing the path.
+ */
+export function startScriptEntry(): string {
+  const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { scripts?: { start?: string } };
+  const match = /^node\s+(\S+)$/.exec(pkg.scripts?.start?.trim() ?? '');
+  if (!match) throw new Error(`package.json "start" is not "node <file>": ${JSON.stringify(pkg.scripts?.start)}`);
+  const entry = path.join(ROOT, match[1]);
+  if (!existsSync(entry)) {
+    throw new Error(`${entry} does not exist: run "npm run build" (jest's globalSetup does it for e2e runs)`);
+  }
+  return entry;
+}
+
+/** A port nobody listens on right now (the OS picks it; the caller may still lose a race). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * The environment of a fresh `npm start`: only `PATH` and `HOME` are inherited, so a
+ * `REDIS_URL` or `ANTHROPIC_API_KEY` of the machine running the tests cannot leak in.
+ */
+function baseEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const name of ['PATH', 'HOME', 'TMPDIR', 'SYSTEMROOT']) {
+    const value = process.env[name];
+    if (value !== undefined) env[name] = value;
+  }
+  return env;
+}
+
+/** Starts `node <start script entry>` with `env` on top of a clean environment; does not wait. */
+export function spawnService(env: Record<string, string> = {}): ServiceProcess {
+  const child = spawn(process.execPath, [startScriptEntry()], {
+    cwd: ROOT,
+    env: { ...baseEnv(), ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  const stdoutLines: string[] = [];
+  const stderrLines: string[] = [];
+  const parsed: LogLine[] = [];
+  const waiters = new Set<() => void>();
+  let exit: ProcessExit | null = null;
+
+  const splitter = (lines: string[], onLine?: (line: string) => void) => {
+    let partial = '';
+    return (chunk: string) => {
+      partial += chunk;
+      const complete = partial.split('\n');
+      partial = complete.pop() ?? '';
+      for (const line of complete) {
+        lines.push(line);
+        onLine?.(line);
+      }
+    };
+  };
+  const onStdout = splitter(stdoutLines, (line) => {
+    try {
+      const value: unknown = JSON.parse(line);
+      if (value && typeof value === 'object' && !Array.isArray(value)) parsed.push(value as LogLine);
+    } catch {
+      // Not a pino record (a crash message, say): kept in stdoutLines, not in logs().
+      return;
+    }
+    for (const waiter of [...waiters]) waiter();
+  });
+  const onStderr = splitter(stderrLines);
+  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+    stdout += chunk;
+    onStdout(chunk);
+  });
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+    stderr += chunk;
+    onStderr(chunk);
+  });
+
+  const exited = new Promise<ProcessExit>((resolve) => {
+    // `close` (not `exit`): every byte of stdout and stderr has been read by then.
+    child.once('close', (code, signal) => {
+      exit = { code, signal };
+      live.delete(proc);
+      for (const waiter of [...waiters]) waiter();
+      resolve(exit);
+    });
+    child.once('error', (error) => {
+      stderr += `spawn failed: ${error.message}\n`;
+      exit = { code: null, signal: null };
+      live.delete(proc);
+      resolve(exit);
+    });
+  });
+
+  const proc: ServiceProcess = {
+    child,
+    stdoutLines,
+    stderrLines,
+    get stdout() {
+      return stdout;
+    },
+    get stderr() {
+      return stderr;
+    },
+    logs: () => [...parsed],
+    waitForLog(match, timeoutMs = 10000, label = 'log line') {
+      return new Promise((found, fail) => {
+        const check = () => {
+          const line = parsed.find(match);
+          if (line) {
+            cleanup();
+            found(line);
+          } else if (exit) {
+            cleanup();
+            fail(new Error(`process exited (${JSON.stringify(exit)}) before ${label}; stderr: ${stderr}`));
+          }
+        };
+        const timer = setTimeout(() => {
+          cleanup();
+          fail(new Error(`timed out after ${timeoutMs} ms waiting for ${label}; stdout: ${stdout}; stderr: ${stderr}`));
+        }, timeoutMs);
+        const cleanup = () => {
+          clearTimeout(timer);
+          waiters.delete(check);
+        };
+        waiters.add(check);
+        check();
+      });
+    },
+    exited,
+    stop(signal = 'SIGTERM') {
+      if (!exit) child.kill(signal);
+      return exited;
+    },
+  };
+  live.add(proc);
+  return proc;
+}
+
+/**
+ * Starts the service on a free port and resolves once it logged
+ * `{"msg":"timeline service listening","port":N}`. The config rejects `PORT=0` (every
+ * numeric variable but the two "0 = off" ones must be positive), so the port is picked
+ * here; a lost race for it (EADDRINUSE) is retried on another port.
+ */
+export async function startProcess(env: Record<string, string> = {}, startTimeoutMs = 15000): Promise<ListeningProcess> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const proc = spawnService({ ...env, PORT: String(port) });
+    try {
+      const line = await proc.waitForLog((l) => l.msg === 'timeline service listening', startTimeoutMs, 'the listening line');
+      if (line.port !== port) throw new Error(`service reported port ${String(line.port)}, was given ${port}`);
+      return Object.assign(proc, { port, url: `http://127.0.0.1:${port}` });
+    } catch (error) {
+      await kill(proc);
+      if (attempt < 3 && proc.stderr.includes('EADDRINUSE')) continue;
+      throw error;
+    }
+  }
+}
+
+async function kill(proc: ServiceProcess): Promise<void> {
+  proc.child.kill('SIGKILL');
+  await proc.exited;
+}
+
+/** Kills (SIGKILL) every service process still running; for `afterEach`/`afterAll`. */
+export async function stopAllProcesses(): Promise<void> {
+  await Promise.all([...live].map(kill));
+}
+
+// Last resort if a test run dies without its afterEach: no orphaned services.
+process.once('exit', () => {
+  for (const proc of live) proc.child.kill('SIGKILL');
+});

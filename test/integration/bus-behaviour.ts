@@ -1,0 +1,601 @@
+import { randomUUID } from 'node:crypto';
+import type { DonePayload, GapPayload } from '../../client-sdk/src/types';
+import type { EventDraft, LiveListener, LogEntry, TimelineBus } from '../../server/timeline/bus';
+import { compareEventIds, isEventId } from '../../server/timeline/event-id';
+import { SessionFeed, type FeedSink } from '../../server/timeline/session-feed';
+import { within } from '../helpers/wait';
+
+/** Retention settings every bus implementation takes. */
+export interface BusBehaviourOptions {
+  maxEventsPerSession: number;
+  eventTtlS: number;
+}
+
+/**
+ * Makes a fresh bus for one test. Called once or more per test; an implementation backed by
+ * shared storage (Redis) should give each call its own key prefix so tests cannot see each other.
+ */
+export type MakeBus = (options: BusBehaviourOptions) => Promise<TimelineBus>;
+
+/** Disposes of a bus `makeBus` made, after its test (e.g. delete its keys). Defaults to `bus.close()`. */
+export type CleanupBus = (bus: TimelineBus) => Promise<void>;
+
+const DEFAULT_OPTIONS: BusBehaviourOptions = { maxEventsPerSession: 1000, eventTtlS: 3600 };
+/** Live delivery may be asynchronous (Redis pub/sub): every wait is bounded by this. */
+const WAIT_MS = 5000;
+const LEASE_MS = 10000;
+
+function draft(sessionId: string, seq: number): EventDraft {
+  return {
+    session_id: sessionId,
+    seq,
+    type: 'AGENT_MESSAGE',
+    status: 'IN_PROGRESS',
+    message: `step ${seq}`,
+    agent_name: 'tester',
+    details: { i: seq, text: 'line "quoted"\nnext' },
+    timestamp: new Date(1_700_000_000_000 + seq).toISOString(),
+  };
+}
+
+/** Publishes `count` events one after another (the run owner awaits each publish); returns their ids. */
+async function publishMany(bus: TimelineBus, sessionId: string, count: number, firstSeq = 1): Promise<string[]> {
+  const ids: string[] = [];
+  for (let seq = firstSeq; seq < firstSeq + count; seq++) ids.push(await bus.publish(sessionId, draft(sessionId, seq)));
+  return ids;
+}
+
+async function startSession(bus: TimelineBus, owner = 'owner-a'): Promise<string> {
+  const sessionId = randomUUID();
+  expect(await bus.claimRun(sessionId, owner, LEASE_MS)).toBe(true);
+  return sessionId;
+}
+
+const ids = (entries: LogEntry[]) => entries.map((entry) => entry.id);
+
+function expectIncreasing(list: string[]): void {
+  for (let i = 1; i < list.length; i++) expect(compareEventIds(list[i - 1], list[i])).toBeLessThan(0);
+}
+
+/** Something that collects entries as they come and can be awaited on. */
+class Collector {
+  readonly entries: LogEntry[] = [];
+  private readonly waiters = new Set<() => void>();
+
+  push(entry: LogEntry): void {
+    this.entries.push(entry);
+    for (const waiter of [...this.waiters]) waiter();
+  }
+
+  /** Resolves once `check` holds, or fails after `WAIT_MS` showing what arrived. */
+  until(check: (entries: LogEntry[]) => boolean, label: string): Promise<void> {
+    const reached = new Promise<void>((resolve) => {
+      const test = () => {
+        if (!check(this.entries)) return;
+        this.waiters.delete(test);
+        resolve();
+      };
+      this.waiters.add(test);
+      test();
+    });
+    return within(reached, WAIT_MS, `${label}; got ${JSON.stringify(ids(this.entries))}`);
+  }
+
+  untilCount(count: number): Promise<void> {
+    return this.until((entries) => entries.length >= count, `${count} entries`);
+  }
+
+  untilDone(): Promise<void> {
+    return this.until((entries) => entries.some((entry) => entry.kind === 'done'), 'done');
+  }
+}
+
+class LiveRecorder extends Collector implements LiveListener {
+  onEntry(entry: LogEntry): void {
+    this.push(entry);
+  }
+}
+
+/** A feed sink that records every call in order, gaps and failures included. */
+class FeedRecorder extends Collector implements FeedSink {
+  readonly calls: Array<{ kind: 'entry'; id: string } | { kind: 'gap'; gap: GapPayload }> = [];
+  readonly failures: unknown[] = [];
+
+  entry(entry: LogEntry): void {
+    this.calls.push({ kind: 'entry', id: entry.id });
+    this.push(entry);
+  }
+
+  gap(gap: GapPayload): void {
+    this.calls.push({ kind: 'gap', gap });
+  }
+
+  failed(error: unknown): void {
+    this.failures.push(error);
+  }
+}
+
+/**
+ * Runs `hook` inside the first `read` of `bus`, before or after the real read, so a test can
+ * publish exactly while a reader's catch-up read is in flight.
+ */
+function withFirstReadHook(bus: TimelineBus, when: 'before' | 'after', hook: () => Promise<void>): TimelineBus {
+  let hooked = false;
+  return new Proxy(bus, {
+    get(target, property) {
+      const value = Reflect.get(target, property, target);
+      if (property !== 'read') return typeof value === 'function' ? value.bind(target) : value;
+      return async (sessionId: string, afterId: string | null) => {
+        if (hooked) return target.read(sessionId, afterId);
+        hooked = true;
+        if (when === 'before') await hook();
+        const slice = await target.read(sessionId, afterId);
+        if (when === 'after') await hook();
+        return slice;
+      };
+    },
+  });
+}
+
+/**
+ * The behaviour every `TimelineBus` must have, and `SessionFeed`'s guarantees on top of it.
+ * Each test makes its own bus(es) through `makeBus` and uses fresh random session ids.
+ */
+export function describeBusBehaviour(name: string, makeBus: MakeBus, cleanup: CleanupBus = (bus) => bus.close()): void {
+  describe(`${name} (TimelineBus behaviour)`, () => {
+    const made: TimelineBus[] = [];
+    const newBus = async (options: Partial<BusBehaviourOptions> = {}): Promise<TimelineBus> => {
+      const bus = await makeBus({ ...DEFAULT_OPTIONS, ...options });
+      made.push(bus);
+      return bus;
+    };
+    afterEach(async () => {
+      await Promise.all(made.splice(0).map((bus) => cleanup(bus)));
+    });
+
+    describe('claimRun', () => {
+      it('reads a session never started as waiting and empty', async () => {
+        const bus = await newBus();
+        expect(await bus.read(randomUUID(), null)).toEqual({ status: 'waiting', entries: [], gap: null });
+      });
+
+      it('gives a session to exactly one of many concurrent claimers', async () => {
+        const bus = await newBus();
+        const sessionId = randomUUID();
+        const owners = Array.from({ length: 25 }, (_, i) => `owner-${i}`);
+        const results = await Promise.all(owners.map((owner) => bus.claimRun(sessionId, owner, LEASE_MS)));
+        expect(results.filter(Boolean)).toHaveLength(1);
+        const winner = owners[results.indexOf(true)];
+        expect((await bus.read(sessionId, null)).status).toBe('running');
+        expect(await bus.renewLease(sessionId, winner, LEASE_MS)).toBe(true);
+        for (const loser of owners.filter((owner) => owner !== winner)) {
+          expect(await bus.renewLease(sessionId, loser, LEASE_MS)).toBe(false);
+        }
+      });
+
+      it('refuses a second claim while running and after the run finished', async () => {
+        const bus = await newBus();
+        const sessionId = await startSession(bus, 'owner-a');
+        expect(await bus.claimRun(sessionId, 'owner-a', LEASE_MS)).toBe(false);
+        expect(await bus.claimRun(sessionId, 'owner-b', LEASE_MS)).toBe(false);
+        await bus.signalDone(sessionId, { status: 'completed', result: null });
+        expect(await bus.claimRun(sessionId, 'owner-b', LEASE_MS)).toBe(false);
+        expect((await bus.read(sessionId, null)).status).toBe('completed');
+      });
+
+      it('keeps different sessions independent', async () => {
+        const bus = await newBus();
+        const a = await startSession(bus);
+        const b = await startSession(bus);
+        await publishMany(bus, a, 3);
+        await bus.signalDone(a, { status: 'completed' });
+        expect(await bus.read(b, null)).toEqual({ status: 'running', entries: [], gap: null });
+      });
+    });
+
+    describe('publish and read', () => {
+      it('assigns increasing ids and reads every event back in order, with the status', async () => {
+        const bus = await newBus();
+        const sessionId = await startSession(bus);
+        const published = await publishMany(bus, sessionId, 30);
+        for (const id of published) expect(isEventId(id)).toBe(true);
+        expectIncreasing(published);
+
+        const slice = await bus.read(sessionId, null);
+        expect(slice.status).toBe('running');
+        expect(slice.gap).toBeNull();
+        expect(ids(slice.entries)).toEqual(published);
+        slice.entries.forEach((entry, i) => {
+          expect(entry.kind).toBe('event');
+          expect(entry.data.startsWith(`{"event_id":"${published[i]}",`)).toBe(true);
+          expect(JSON.parse(entry.data)).toEqual({ event_id: published[i], ...draft(sessionId, i + 1) });
+        });
+      });
+
+      it('orders concurrent publishes by id', async () => {
+        const bus = await newBus();
+        const sessionId = await startSession(bus);
+        const published = await Promise.all(
+          Array.from({ length: 20 }, (_, i) => bus.publish(sessionId, draft(sessionId, i + 1))),
+        );
+        expect(new Set(published).size).toBe(20);
+        const read = ids((await bus.read(sessionId, null)).entries);
+        expect([...read].sort(compareEventIds)).toEqual(read);
+        expect([...read].sort()).toEqual([...published].sort());
+      });
+
+      it('reads only the entries after a given id', async () => {
+        const bus = await newBus();
+        const sessionId = await startSession(bus);
+        const published = await publishMany(bus, sessionId, 10);
+        expect(ids((await bus.read(sessionId, published[3])).entries)).toEqual(published.slice(4));
+        expect(ids((await bus.read(sessionId, published[0])).entries)).toEqual(published.slice(1));
+        expect(await bus.read(sessionId, published[9])).toEqual({ status: 'running', entries: [], gap: null });
+        // Well-formed ids that are not in the log: before everything, and after everything.
+        expect(ids((await bus.read(sessionId, '0-1')).entries)).toEqual(published);
+        expect((await bus.read(sessionId, '0-1')).gap).toBeNull();
+        expect((await bus.read(sessionId, '99999999999999-0')).entries).toEqual([]);
+      });
+
+      it('rejects a publish after the session finished', async () => {
+        const bus = await newBus();
+        const sessionId = await startSession(bus);
+        const published = await publishMany(bus, sessionId, 2);
+        const doneId = await bus.signalDone(sessionId, { status: 'completed' });
+        await expect(bus.publish(sessionId, draft(sessionId, 3))).rejects.toThrow();
+        expect(ids((await bus.read(sessionId, null)).entries)).toEqual([...published, doneId]);
+      });
+    });
+
+    describe('signalDone', () => {
+      it('appends done after every event, sets the status, and happens only once', async () => {
+        const bus = await newBus();
+        const sessionId = await startSession(bus);
+        const published = await publishMany(bus, sessionId, 3);
+        const done: DonePayload = { status: 'completed', result: { answer: 42 } };
+        const doneId = await bus.signalDone(sessionId, done);
+        expect(doneId).not.toBeNull();
+        expect(isEventId(doneId as string)).toBe(true);
+        expect(compareEventIds(published[2], doneId)).toBeLessThan(0);
+
+        const slice = await bus.read(sessionId, null);
+        expect(slice.status).toBe('completed');
+        expect(ids(slice.entries)).toEqual([...published, doneId]);
+        const last = slice.entries[3];
+        expect(last.kind).toBe('done');
+        expect(JSON.parse(last.data)).toEqual(done);
+
+        expect(await bus.signalDone(sessionId, { status: 'failed', error: { code: 'x', message: 'again' } })).toBeNull();
+        const after = await bus.read(sessionId, null);
+        expect(after.status).toBe('completed');
+        expect(after.entries.filter((entry) => entry.kind === 'done')).toHaveLength(1);
+        expect(ids((await bus.read(sessionId, published[2])).entries)).toEqual([doneId]);
+        expect(await bus.read(sessionId, doneId)).toEqual({ status: 'completed', entries: [], gap: null });
+      });
+
+      it.each<DonePayload>([
+        { status: 'failed', error: { code: 'workflow_failed', message: 'provider said no' } },
+        { status: 'cancelled' },
+      ])('records a $status run with its payload', async (done) => {
+        const bus = await newBus();
+        const sessionId = await startSession(bus);
+        const doneId = await bus.signalDone(sessionId, done);
+        const slice = await bus.read(sessionId, null);
+        expect(slice.status).toBe(done.status);
+        expect(slice.entries).toEqual([{ id: doneId, kind: 'done', data: JSON.stringify(done) }]);
+      });
+
+      it('settles concurrent signals with exactly one done', async () => {
+        const bus = await newBus();
+        const sessionId = await startSession(bus);
+        const results = await Promise.all([
+          bus.signalDone(sessionId, { status: 'completed' }),
+          bus.signalDone(sessionId, { status: 'cancelled' }),
+          bus.signalDone(sessionId, { status: 'failed', error: { code: 'run_lost', message: 'lost' } }),
+        ]);
+        expect(results.filter((id) => id !== null)).toHaveLength(1);
+        const slice = await bus.read(sessionId, null);
+        expect(slice.entries).toHaveLength(1);
+        expect(JSON.parse(slice.entries[0].data).status).toBe(slice.status);
+      });
+    });
+
+    describe('subscribe', () => {
+      it('delivers live entries in order, done included', async () => {
+        const bus = await newBus();
+        const sessionId = await startSession(bus);
+        const live = new LiveRecorder();
+        const subscription = await bus.subscribe(sessionId, live);
+        const published = await publishMany(bus, sessionId, 20);
+        const doneId = await bus.signalDone(sessionId, { status: 'completed', result: 'ok' });
+        await live.untilDone();
+        expect(ids(live.entries)).toEqual([...published, doneId]);
+        expect(live.entries.map((entry) => entry.kind)).toEqual([...published.map(() => 'event'), 'done']);
+        const stored = (await bus.read(sessionId, null)).entries;
+        expect(live.entries).toEqual(stored);
+        subscription.unsubscribe();
+      });
+
+      it('delivers only the subscribed session', async () => {
+        const bus = await newBus();
+        const a = await startSession(bus);
+        const b = await startSession(bus);
+        const liveA = new LiveRecorder();
+        const liveB = new LiveRecorder();
+        const subA = await bus.subscribe(a, liveA);
+        const subB = await bus.subscribe(b, liveB);
+        const publishedA = await publishMany(bus, a, 3);
+        const publishedB = await publishMany(bus, b, 4);
+        await bus.signalDone(a, { status: 'completed' });
+        await bus.signalDone(b, { status: 'completed' });
+        await Promise.all([liveA.untilDone(), liveB.untilDone()]);
+        expect(ids(liveA.entries).slice(0, 3)).toEqual(publishedA);
+        expect(ids(liveB.entries).slice(0, 4)).toEqual(publishedB);
+        expect(liveA.entries).toHaveLength(4);
+        expect(liveB.entries).toHaveLength(5);
+        subA.unsubscribe();
+        subB.unsubscribe();
+      });
+
+      it('stops delivering after unsubscribe, while other listeners keep receiving', async () => {
+        const bus = await newBus();
+        const sessionId = await startSession(bus);
+        const leaving = new LiveRecorder();
+        const staying = new LiveRecorder();
+        const leavingSub = await bus.subscribe(sessionId, leaving);
+        const stayingSub = await bus.subscribe(sessionId, staying);
+        const before = await publishMany(bus, sessionId, 2);
+        await Promise.all([leaving.untilCount(2), staying.untilCount(2)]);
+        leavingSub.unsubscribe();
+        leavingSub.unsubscribe(); // twice is harmless
+        const after = await publishMany(bus, sessionId, 3, 3);
+        const doneId = await bus.signalDone(sessionId, { status: 'completed' });
+        // `staying` is the witness: once it has done, `leaving` would have had everything too.
+        await staying.untilDone();
+        expect(ids(staying.entries)).toEqual([...before, ...after, doneId]);
+        expect(ids(leaving.entries)).toEqual(before);
+        stayingSub.unsubscribe();
+      });
+    });
+
+    describe('trimming (maxEventsPerSession)', () => {
+      it('keeps the newest N events and reports a gap to readers positioned before them', async () => {
+        const bus = await newBus({ maxEventsPerSession: 5 });
+        const sessionId = await startSession(bus);
+        const published = await publishMany(bus, sessionId, 12);
+        const kept = published.slice(7);
+
+        const full = await bus.read(sessionId, null);
+        expect(ids(full.entries)).toEqual(kept);
+        expect(full.gap).toEqual({ after: null, first_available: kept[0] });
+
+        for (const trimmed of [published[0], published[3], published[5]]) {
+          const slice = await bus.read(sessionId, trimmed);
+          expect(ids(slice.entries)).toEqual(kept);
+          expect(slice.gap).toEqual({ after: trimmed, first_available: kept[0] });
+        }
+
+        for (const retained of [published[7], published[9]]) {
+          const slice = await bus.read(sessionId, retained);
+          expect(slice.gap).toBeNull();
+          expect(ids(slice.entries)).toEqual(published.slice(published.indexOf(retained) + 1));
+        }
+      });
+
+      it('does not count done against the cap, and keeps the gap after the run finished', async () => {
+        const bus = await newBus({ maxEventsPerSession: 5 });
+        const exact = await startSession(bus);
+        const exactIds = await publishMany(bus, exact, 5);
+        const exactDone = await bus.signalDone(exact, { status: 'completed' });
+        const exactSlice = await bus.read(exact, null);
+        expect(ids(exactSlice.entries)).toEqual([...exactIds, exactDone]);
+        expect(exactSlice.gap).toBeNull();
+
+        const over = await startSession(bus);
+        const overIds = await publishMany(bus, over, 8);
+        const overDone = await bus.signalDone(over, { status: 'completed' });
+        const overSlice = await bus.read(over, null);
+        expect(overSlice.status).toBe('completed');
+        expect(ids(overSlice.entries)).toEqual([...overIds.slice(3), overDone]);
+        expect(overSlice.gap).toEqual({ after: null, first_available: overIds[3] });
+      });
+    });
+
+    describe('requestCancel', () => {
+      it('answers not_found for a session never started', async () => {
+        const bus = await newBus();
+        expect(await bus.requestCancel(randomUUID())).toBe('not_found');
+      });
+
+      it('answers cancelling for a running session and calls the handler with its id', async () => {
+        const bus = await newBus();
+        const sessionId = await startSession(bus);
+        const requested = new Promise<string>((resolve) => {
+          bus.onCancelRequest((id) => {
+            if (id === sessionId) resolve(id);
+          });
+        });
+        expect(await bus.requestCancel(sessionId)).toBe('cancelling');
+        expect(await within(requested, WAIT_MS, 'the cancel handler')).toBe(sessionId);
+      });
+
+      it('stops calling a handler once it is removed', async () => {
+        const bus = await newBus();
+        const sessionId = await startSession(bus);
+        const removedCalls: string[] = [];
+        const off = bus.onCancelRequest((id) => removedCalls.push(id));
+        off();
+        const witness = new Promise<void>((resolve) => bus.onCancelRequest((id) => id === sessionId && resolve()));
+        expect(await bus.requestCancel(sessionId)).toBe('cancelling');
+        await within(witness, WAIT_MS, 'the remaining cancel handler');
+        expect(removedCalls).toEqual([]);
+      });
+
+      it('answers finished once the session is done', async () => {
+        const bus = await newBus();
+        const sessionId = await startSession(bus);
+        await bus.signalDone(sessionId, { status: 'completed' });
+        expect(await bus.requestCancel(sessionId)).toBe('finished');
+      });
+    });
+
+    describe('renewLease', () => {
+      it('renews for the owner only, and not after the run finished', async () => {
+        const bus = await newBus();
+        const sessionId = await startSession(bus, 'owner-a');
+        expect(await bus.renewLease(sessionId, 'owner-a', LEASE_MS)).toBe(true);
+        expect(await bus.renewLease(sessionId, 'owner-a', LEASE_MS)).toBe(true);
+        expect(await bus.renewLease(sessionId, 'owner-b', LEASE_MS)).toBe(false);
+        await bus.signalDone(sessionId, { status: 'completed' });
+        expect(await bus.renewLease(sessionId, 'owner-a', LEASE_MS)).toBe(false);
+      });
+
+      it('does not renew a session never started', async () => {
+        const bus = await newBus();
+        expect(await bus.renewLease(randomUUID(), 'owner-a', LEASE_MS)).toBe(false);
+      });
+    });
+
+    it('ping resolves while the bus is reachable', async () => {
+      const bus = await newBus();
+      await expect(bus.ping()).resolves.toBeUndefined();
+    });
+
+    describe('SessionFeed over the bus', () => {
+      it.each([
+        ['before', 'publishes land in both the read and the live feed'],
+        ['after', 'publishes land only in the live feed'],
+      ] as const)(
+        'delivers every event exactly once, in order, when events are published %s the first read runs (%s)',
+        async (when, _why) => {
+          const bus = await newBus();
+          const sessionId = await startSession(bus);
+          const early = await publishMany(bus, sessionId, 5);
+          const during: string[] = [];
+          const racing = withFirstReadHook(bus, when, async () => {
+            during.push(...(await publishMany(bus, sessionId, 5, 6)));
+          });
+
+          const feed = await SessionFeed.open(racing, sessionId, null);
+          expect(during).toHaveLength(5);
+          expect(feed.status).toBe('running');
+          expect(feed.finishedAlready).toBe(false);
+          // Published after the read but before delivery starts: must wait, then follow.
+          const beforeStart = await publishMany(bus, sessionId, 3, 11);
+          const sink = new FeedRecorder();
+          feed.start(sink);
+          const live = await publishMany(bus, sessionId, 4, 14);
+          const doneId = await bus.signalDone(sessionId, { status: 'completed' });
+          await sink.untilDone();
+          feed.close();
+
+          expect(ids(sink.entries)).toEqual([...early, ...during, ...beforeStart, ...live, doneId]);
+          expect(sink.calls.every((call) => call.kind === 'entry')).toBe(true);
+          expect(sink.failures).toEqual([]);
+        },
+      );
+
+      it('delivers every event and done once when the run finishes during the first read', async () => {
+        const bus = await newBus();
+        const sessionId = await startSession(bus);
+        const early = await publishMany(bus, sessionId, 3);
+        const rest: string[] = [];
+        const racing = withFirstReadHook(bus, 'before', async () => {
+          rest.push(...(await publishMany(bus, sessionId, 3, 4)));
+          rest.push((await bus.signalDone(sessionId, { status: 'completed' })) as string);
+        });
+        const feed = await SessionFeed.open(racing, sessionId, null);
+        const sink = new FeedRecorder();
+        feed.start(sink);
+        await sink.untilDone();
+        feed.close();
+        expect(ids(sink.entries)).toEqual([...early, ...rest]);
+      });
+
+      it('resumes after a given id: only later entries, then live ones', async () => {
+        const bus = await newBus();
+        const sessionId = await startSession(bus);
+        const published = await publishMany(bus, sessionId, 10);
+        const feed = await SessionFeed.open(bus, sessionId, published[4]);
+        const sink = new FeedRecorder();
+        feed.start(sink);
+        const live = await publishMany(bus, sessionId, 2, 11);
+        const doneId = await bus.signalDone(sessionId, { status: 'completed' });
+        await sink.untilDone();
+        feed.close();
+        expect(ids(sink.entries)).toEqual([...published.slice(5), ...live, doneId]);
+      });
+
+      it('reports the gap of a trimmed log before replaying what is left', async () => {
+        const bus = await newBus({ maxEventsPerSession: 3 });
+        const sessionId = await startSession(bus);
+        const published = await publishMany(bus, sessionId, 6);
+        const feed = await SessionFeed.open(bus, sessionId, published[0]);
+        const sink = new FeedRecorder();
+        feed.start(sink);
+        const doneId = await bus.signalDone(sessionId, { status: 'completed' });
+        await sink.untilDone();
+        feed.close();
+        expect(sink.calls).toEqual([
+          { kind: 'gap', gap: { after: published[0], first_available: published[3] } },
+          ...[...published.slice(3), doneId].map((id) => ({ kind: 'entry', id })),
+        ]);
+      });
+
+      it('knows when the reader already has everything (finishedAlready)', async () => {
+        const bus = await newBus();
+        const sessionId = await startSession(bus);
+        const published = await publishMany(bus, sessionId, 4);
+
+        const running = await SessionFeed.open(bus, sessionId, published[3]);
+        expect(running.status).toBe('running');
+        expect(running.finishedAlready).toBe(false);
+        running.close();
+
+        const doneId = (await bus.signalDone(sessionId, { status: 'failed', error: { code: 'e', message: 'm' } })) as string;
+
+        const afterDone = await SessionFeed.open(bus, sessionId, doneId);
+        expect(afterDone.status).toBe('failed');
+        expect(afterDone.finishedAlready).toBe(true);
+        afterDone.close();
+
+        const afterLastEvent = await SessionFeed.open(bus, sessionId, published[3]);
+        expect(afterLastEvent.finishedAlready).toBe(false);
+        const sink = new FeedRecorder();
+        afterLastEvent.start(sink);
+        await sink.untilDone();
+        afterLastEvent.close();
+        expect(ids(sink.entries)).toEqual([doneId]);
+
+        const fromStart = await SessionFeed.open(bus, sessionId, null);
+        expect(fromStart.finishedAlready).toBe(false);
+        fromStart.close();
+
+        const waiting = await SessionFeed.open(bus, randomUUID(), '99999999999999-0');
+        expect(waiting.status).toBe('waiting');
+        expect(waiting.finishedAlready).toBe(false);
+        waiting.close();
+      });
+
+      it('delivers nothing more once closed', async () => {
+        const bus = await newBus();
+        const sessionId = await startSession(bus);
+        const first = await publishMany(bus, sessionId, 2);
+        const closing = await SessionFeed.open(bus, sessionId, null);
+        const witness = await SessionFeed.open(bus, sessionId, null);
+        const closingSink = new FeedRecorder();
+        const witnessSink = new FeedRecorder();
+        closing.start(closingSink);
+        witness.start(witnessSink);
+        await closingSink.untilCount(2);
+        closing.close();
+        const later = await publishMany(bus, sessionId, 3, 3);
+        const doneId = await bus.signalDone(sessionId, { status: 'completed' });
+        await witnessSink.untilDone();
+        witness.close();
+        expect(ids(witnessSink.entries)).toEqual([...first, ...later, doneId]);
+        expect(ids(closingSink.entries)).toEqual(first);
+      });
+    });
+  });
+}

@@ -1,0 +1,318 @@
+import net from 'node:net';
+import type { LiveListener, LogSlice, Subscription } from '../../server/timeline/bus';
+import { MemoryBus } from '../../server/timeline/memory-bus';
+import { execute, newSessionId, startService, type RunningService } from '../helpers/service';
+import { isNamed, openSse, timelineEvents, type SseReader } from '../helpers/sse-reader';
+import { waitUntil, within } from '../helpers/wait';
+
+type Ev = { event_id: string; seq: number; type: string };
+
+const synthetic = (sessionId: string, params: Record<string, unknown>) => ({
+  project_id: 'p1',
+  query: 'load',
+  session_id: sessionId,
+  workflow: 'synthetic',
+  params,
+});
+
+const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+
+/** A metric's value as `GET /metrics` reports it (the way an operator sees it). */
+async function metric(url: string, name: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  if (line === undefined) throw new Error(`metric ${name} not found`);
+  return Number(line.slice(name.length + 1));
+}
+
+/** Waits until the instance holds nothing for any stream: no subscription, no slot, gauge at 0. */
+async function expectNoStreamLeft(svc: RunningService): Promise<void> {
+  const bus = svc.service.bus as MemoryBus;
+  await waitUntil(() => bus.subscribedSessionCount === 0 && svc.service.streams.size === 0, {
+    label: `streams to be released (subscribed sessions ${bus.subscribedSessionCount}, streams ${svc.service.streams.size})`,
+  });
+  expect(await metric(svc.url, 'timeline_streams_open')).toBe(0);
+}
+
+function expectEveryEventOnce(reader: SseReader, total: number): void {
+  const events = timelineEvents<Ev>(reader);
+  expect(events.map((e) => e.seq)).toEqual(range(1, total));
+  expect(new Set(events.map((e) => e.event_id)).size).toBe(total);
+  expect(reader.frames.filter(isNamed('done'))).toHaveLength(1);
+  expect(reader.frames.at(-1)?.event).toBe('done');
+}
+
+describe('client disconnects', () => {
+  it('survives half of 50 readers leaving mid-run: the run completes, the rest get everything, nothing leaks', async () => {
+    const svc = await startService({ keepAliveMs: null });
+    try {
+      const sessionId = newSessionId();
+      const url = `${svc.url}/timeline/stream/${sessionId}`;
+      const readers = await Promise.all(Array.from({ length: 50 }, () => openSse(url)));
+      await Promise.all(readers.map((reader) => reader.waitFor(isNamed('ready'))));
+      expect(svc.service.streams.size).toBe(50);
+      expect(await metric(svc.url, 'timeline_streams_open')).toBe(50);
+
+      const events = 60;
+      const run = execute(svc.url, synthetic(sessionId, { events, interval_ms: 25 }));
+      let runEnded = false;
+      void run.then(() => (runEnded = true));
+      const seqAtLeast = (n: number) => (f: { event?: string; data: string }) =>
+        f.event === undefined && JSON.parse(f.data).seq >= n;
+      await Promise.all(readers.map((reader) => reader.waitFor(seqAtLeast(5))));
+
+      const leaving = readers.filter((_, i) => i % 2 === 0);
+      const staying = readers.filter((_, i) => i % 2 === 1);
+      for (const reader of leaving) reader.destroy();
+      // The departed streams are released while the run is still going.
+      await waitUntil(() => svc.service.streams.size === 25, { label: '25 streams left' });
+      expect(runEnded).toBe(false);
+      expect((await fetch(`${svc.url}/healthz`)).status).toBe(200);
+
+      const response = await run;
+      expect(response.status).toBe(200);
+      expect(response.body).toMatchObject({ session_id: sessionId, status: 'completed', event_count: events + 2 });
+
+      for (const reader of staying) {
+        await reader.waitFor(isNamed('done'));
+        await within(reader.ended, 5000, 'the server to end the stream after done');
+        expectEveryEventOnce(reader, events + 2);
+      }
+      expect((await fetch(`${svc.url}/healthz`)).status).toBe(200);
+      await expectNoStreamLeft(svc);
+    } finally {
+      await svc.close();
+    }
+  });
+
+  describe('while the stream is being set up', () => {
+    /** A memory bus that counts subscriptions and can hold the stream's first read. */
+    class SetupProbeBus extends MemoryBus {
+      subscribes = 0;
+      reads = 0;
+      /** While set, reads wait for it (the stream is still being set up). */
+      gate: Promise<void> | null = null;
+
+      override async subscribe(sessionId: string, listener: LiveListener): Promise<Subscription> {
+        this.subscribes += 1;
+        return super.subscribe(sessionId, listener);
+      }
+
+      override async read(sessionId: string, afterId: string | null): Promise<LogSlice> {
+        this.reads += 1;
+        if (this.gate) await this.gate;
+        return super.read(sessionId, afterId);
+      }
+    }
+
+    /** Sends a stream request on a raw socket; resolves once it is written. */
+    function sendStreamRequest(port: number, sessionId: string): Promise<net.Socket> {
+      return new Promise((resolve, reject) => {
+        const socket = net.connect(port, '127.0.0.1', () => {
+          socket.write(
+            `GET /timeline/stream/${sessionId} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`,
+            () => resolve(socket),
+          );
+        });
+        socket.once('error', reject);
+      });
+    }
+
+    it('leaks nothing when the client leaves right after sending the request', async () => {
+      const bus = new SetupProbeBus();
+      const maxStreams = 5;
+      const svc = await startService({ keepAliveMs: null, maxStreams }, { bus });
+      try {
+        const port = Number(new URL(svc.url).port);
+        const running = newSessionId();
+        const run = execute(svc.url, synthetic(running, { events: 40, interval_ms: 10 }));
+        const attempts = 30;
+        for (let i = 0; i < attempts; i++) {
+          // A waiting session, and one whose run is publishing while the stream is set up.
+          const socket = await sendStreamRequest(port, i % 2 === 0 ? newSessionId() : running);
+          socket.destroy();
+          // The request reached the stream route (otherwise nothing was tested), and the next
+          // one comes only then, so the attempts cannot use up MAX_STREAMS among themselves.
+          await waitUntil(() => bus.subscribes === i + 1, { label: `subscription ${i + 1}` });
+        }
+        await expectNoStreamLeft(svc);
+        expect((await run).status).toBe(200);
+
+        // No slot was kept: the instance still takes its full MAX_STREAMS.
+        const fresh = await Promise.all(range(1, maxStreams).map(() => openSse(`${svc.url}/timeline/stream/${running}`)));
+        for (const reader of fresh) {
+          expect(reader.status).toBe(200);
+          await reader.waitFor(isNamed('done'));
+        }
+        await expectNoStreamLeft(svc);
+      } finally {
+        await svc.close();
+      }
+    });
+
+    it.each([
+      ['as soon as it is closed', () => new Promise<void>((resolve) => setImmediate(resolve))],
+      ['a little after it is closed', () => new Promise<void>((resolve) => setTimeout(resolve, 30))],
+    ])('leaks nothing when the client leaves during the first read, the read finishing %s', async (_label, settle) => {
+      const bus = new SetupProbeBus();
+      const svc = await startService({ keepAliveMs: null, maxStreams: 2 }, { bus });
+      try {
+        const port = Number(new URL(svc.url).port);
+        for (let i = 0; i < 5; i++) {
+          let open: () => void = () => undefined;
+          bus.gate = new Promise<void>((resolve) => (open = resolve));
+          const readsBefore = bus.reads;
+          const socket = await sendStreamRequest(port, newSessionId());
+          await waitUntil(() => bus.reads > readsBefore, { label: 'the stream route to start its first read' });
+          socket.destroy();
+          await within(new Promise((resolve) => socket.once('close', resolve)), 2000, 'the client socket to close');
+          await settle();
+          bus.gate = null;
+          open();
+        }
+        await expectNoStreamLeft(svc);
+        const reader = await openSse(`${svc.url}/timeline/stream/${newSessionId()}`);
+        expect(reader.status).toBe(200);
+        await reader.waitFor(isNamed('ready'));
+        reader.destroy();
+        await expectNoStreamLeft(svc);
+      } finally {
+        await svc.close();
+      }
+    });
+  });
+});
+
+describe('MAX_STREAMS', () => {
+  it('answers 503 too_many_streams with Retry-After beyond the limit, and accepts again once a stream closes', async () => {
+    const svc = await startService({ keepAliveMs: null, maxStreams: 2 });
+    try {
+      const waitingSession = newSessionId();
+      const runSession = newSessionId();
+      const first = await openSse(`${svc.url}/timeline/stream/${waitingSession}`);
+      const second = await openSse(`${svc.url}/timeline/stream/${runSession}`);
+      await first.waitFor(isNamed('ready'));
+      await second.waitFor(isNamed('ready'));
+
+      const refused = await fetch(`${svc.url}/timeline/stream/${newSessionId()}`);
+      expect(refused.status).toBe(503);
+      expect(refused.headers.get('content-type')).toMatch(/^application\/json/);
+      expect(refused.headers.get('retry-after')).toMatch(/^[1-9]\d*$/);
+      expect(await refused.json()).toEqual({ error: { code: 'too_many_streams', message: expect.any(String) } });
+
+      // A client leaving frees its slot.
+      first.destroy();
+      await waitUntil(() => svc.service.streams.size === 1, { label: 'the closed stream to be released' });
+      const third = await openSse(`${svc.url}/timeline/stream/${waitingSession}`);
+      expect(third.status).toBe(200);
+      await third.waitFor(isNamed('ready'));
+      expect((await fetch(`${svc.url}/timeline/stream/${newSessionId()}`)).status).toBe(503);
+
+      // A stream the server ends (after done) frees its slot too.
+      expect((await execute(svc.url, synthetic(runSession, { events: 2 }))).status).toBe(200);
+      await second.waitFor(isNamed('done'));
+      await second.ended;
+      await waitUntil(() => svc.service.streams.size === 1, { label: 'the finished stream to be released' });
+      const fourth = await openSse(`${svc.url}/timeline/stream/${newSessionId()}`);
+      expect(fourth.status).toBe(200);
+      await fourth.waitFor(isNamed('ready'));
+
+      third.destroy();
+      fourth.destroy();
+      await expectNoStreamLeft(svc);
+    } finally {
+      await svc.close();
+    }
+  });
+
+  it('never admits more than the limit under a burst of concurrent opens', async () => {
+    const svc = await startService({ keepAliveMs: null, maxStreams: 3 });
+    try {
+      const sessionId = newSessionId();
+      const readers = await Promise.all(range(1, 12).map(() => openSse(`${svc.url}/timeline/stream/${sessionId}`)));
+      const statuses = readers.map((reader) => reader.status).sort();
+      expect(statuses).toEqual([...Array(3).fill(200), ...Array(9).fill(503)]);
+      for (const reader of readers) reader.destroy();
+      await expectNoStreamLeft(svc);
+    } finally {
+      await svc.close();
+    }
+  });
+});
+
+describe('slow readers (MAX_BUFFERED_BYTES)', () => {
+  it('cuts a reader that stops reading, counts it, and lets it resume without gap or duplicate', async () => {
+    const svc = await startService({ keepAliveMs: null, maxBufferedBytes: 64 * 1024 });
+    try {
+      const sessionId = newSessionId();
+      const url = `${svc.url}/timeline/stream/${sessionId}`;
+      const slow = await openSse(url);
+      const normal = await openSse(url);
+      await slow.waitFor(isNamed('ready'));
+      await normal.waitFor(isNamed('ready'));
+      expect(await metric(svc.url, 'timeline_slow_readers_disconnected_total')).toBe(0);
+
+      // ~18 MB in total, far more than the socket buffers of a reader that stopped reading.
+      const events = 300;
+      slow.pause();
+      const run = execute(svc.url, synthetic(sessionId, { events, payload_bytes: 60000, interval_ms: 1 }));
+      await waitUntil(async () => (await metric(svc.url, 'timeline_slow_readers_disconnected_total')) >= 1, {
+        timeoutMs: 20000,
+        label: 'the slow reader to be cut',
+      });
+
+      // Reading again drains what reached the client before the cut, then the socket is closed.
+      slow.resume();
+      await within(slow.ended, 10000, 'the cut stream to close');
+      expect(slow.frames.some(isNamed('done'))).toBe(false);
+      const received = timelineEvents<Ev>(slow);
+      expect(received.length).toBeGreaterThan(0);
+      expect(received.length).toBeLessThan(events + 2);
+      expect(received.map((e) => e.seq)).toEqual(range(1, received.length));
+
+      const response = await run;
+      expect(response.status).toBe(200);
+      expect(response.body).toMatchObject({ status: 'completed', event_count: events + 2 });
+      await normal.waitFor(isNamed('done'), 20000);
+      expectEveryEventOnce(normal, events + 2);
+      // Only the stalled reader was cut.
+      expect(await metric(svc.url, 'timeline_slow_readers_disconnected_total')).toBe(1);
+
+      const lastId = received.at(-1)!.event_id;
+      const resumed = await openSse(url, { headers: { 'Last-Event-ID': lastId } });
+      expect(resumed.status).toBe(200);
+      await within(resumed.ended, 20000, 'the resumed stream to end after done');
+      // Named events only: ready first, no gap, done last.
+      expect(resumed.frames.filter((f) => f.event !== undefined).map((f) => f.event)).toEqual(['ready', 'done']);
+      const rest = timelineEvents<Ev>(resumed);
+      expect([...received, ...rest].map((e) => e.seq)).toEqual(range(1, events + 2));
+      expect(rest.map((e) => e.event_id)).toEqual(
+        timelineEvents<Ev>(normal)
+          .slice(received.length)
+          .map((e) => e.event_id),
+      );
+      expect(await metric(svc.url, 'timeline_slow_readers_disconnected_total')).toBe(1);
+      await expectNoStreamLeft(svc);
+    } finally {
+      await svc.close();
+    }
+  });
+
+  it('replays a backlog larger than MAX_BUFFERED_BYTES in full to a reader that keeps reading', async () => {
+    const svc = await startService({ keepAliveMs: null, maxBufferedBytes: 64 * 1024 });
+    try {
+      const sessionId = newSessionId();
+      // ~6 MB retained, replayed to a late reader that reads as fast as it can.
+      const events = 100;
+      expect((await execute(svc.url, synthetic(sessionId, { events, payload_bytes: 60000 }))).status).toBe(200);
+      const late = await openSse(`${svc.url}/timeline/stream/${sessionId}`);
+      expect(late.status).toBe(200);
+      await within(late.ended, 20000, 'the replay to end after done');
+      expect(await metric(svc.url, 'timeline_slow_readers_disconnected_total')).toBe(0);
+      expectEveryEventOnce(late, events + 2);
+      await expectNoStreamLeft(svc);
+    } finally {
+      await svc.close();
+    }
+  });
+});

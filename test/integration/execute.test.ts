@@ -1,0 +1,384 @@
+import { z } from 'zod';
+import type { SessionHistory } from '../../client-sdk/src/types';
+import { ModelError } from '../../server/models/model';
+import { createDefaultRegistry } from '../../server/workflows/registry';
+import type { Workflow } from '../../server/workflows/workflow';
+import { cancelSession, expectJsonError, getHistory, metricSample, postExecuteRaw, request } from '../helpers/api';
+import { execute, newSessionId, startService, type RunningService } from '../helpers/service';
+import { isNamed, openSse, timelineEvents, type SseReader } from '../helpers/sse-reader';
+
+type Ev = { event_id: string; seq: number; type: string; details?: Record<string, unknown> };
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const SECRET = 'secret internal detail';
+
+const synthetic = (sessionId: string | undefined, params: Record<string, unknown>) => ({
+  project_id: 'p1',
+  query: 'load',
+  ...(sessionId !== undefined && { session_id: sessionId }),
+  workflow: 'synthetic',
+  params,
+});
+
+/** Emits one step, then fails the way an overloaded provider does. */
+const overloadedWorkflow: Workflow = {
+  name: 'overloaded',
+  description: 'Emits a step, then throws a ModelError',
+  params: z.object({}),
+  async run(_input, ctx) {
+    await ctx.emit({ type: 'AGENT_START', status: 'IN_PROGRESS', message: 'Writer started', agent_name: 'writer' });
+    throw new ModelError('provider_overloaded', 'The model provider is overloaded');
+  },
+};
+
+/** Emits one step, then fails with a bug whose message must never reach a client. */
+const buggyWorkflow: Workflow = {
+  name: 'buggy',
+  description: 'Emits a step, then throws a plain Error',
+  params: z.object({}),
+  async run(_input, ctx) {
+    await ctx.emit({ type: 'AGENT_START', status: 'IN_PROGRESS', message: 'Writer started', agent_name: 'writer' });
+    throw new Error(SECRET);
+  },
+};
+
+describe('POST /execute validation', () => {
+  let svc: RunningService;
+  let small: RunningService;
+  beforeAll(async () => {
+    svc = await startService({ maxEventsPerSession: 50, keepAliveMs: null });
+    small = await startService({ bodyLimitBytes: 1024, keepAliveMs: null });
+  });
+  afterAll(async () => {
+    await svc.close();
+    await small.close();
+  });
+
+  const valid = { project_id: 'p1', query: 'hello', workflow: 'synthetic', params: { events: 1 } };
+  const without = (field: keyof typeof valid) => {
+    const body: Record<string, unknown> = { ...valid };
+    delete body[field];
+    return body;
+  };
+
+  it('accepts the boundaries it rejects beyond (project_id 128, query 32768, events = MAX_EVENTS_PER_SESSION)', async () => {
+    const response = await execute(svc.url, {
+      ...valid,
+      project_id: 'p'.repeat(128),
+      query: 'q'.repeat(32768),
+      context: [{ type: 'file', id: 'f1', extra: true }],
+      params: { events: 50, interval_ms: 0, payload_bytes: 0 },
+    });
+    expect(response.status).toBe(200);
+    expect(response.body.status).toBe('completed');
+  });
+
+  it('answers 400 invalid_json for a body that is not JSON', async () => {
+    for (const text of ['{"project_id":', 'not json', "{'a': 1}"]) {
+      expectJsonError(await postExecuteRaw(svc.url, text), 400, 'invalid_json');
+    }
+  });
+
+  const invalid: Array<[string, unknown, RegExp]> = [
+    ['missing project_id', without('project_id'), /project_id/],
+    ['empty project_id', { ...valid, project_id: '' }, /project_id/],
+    ['project_id of 129 chars', { ...valid, project_id: 'p'.repeat(129) }, /project_id/],
+    ['project_id not a string', { ...valid, project_id: 7 }, /project_id/],
+    ['missing query', without('query'), /query/],
+    ['empty query', { ...valid, query: '' }, /query/],
+    ['query of 32769 chars', { ...valid, query: 'q'.repeat(32769) }, /query/],
+    ['context not an array', { ...valid, context: { type: 'file', id: 'f1' } }, /context/],
+    ['context element without type', { ...valid, context: [{ id: 'f1' }] }, /context/],
+    ['context element without id', { ...valid, context: [{ type: 'file' }] }, /context/],
+    ['session_id not a UUID', { ...valid, session_id: 'not-a-uuid' }, /session_id/],
+    ['session_id a UUID without dashes', { ...valid, session_id: newSessionId().replace(/-/g, '') }, /session_id/],
+    ['unknown workflow', { ...valid, workflow: 'nope-workflow' }, /nope-workflow/],
+    ['synthetic events 0', { ...valid, params: { events: 0 } }, /params\.events/],
+    ['synthetic events over MAX_EVENTS_PER_SESSION', { ...valid, params: { events: 51 } }, /params\.events/],
+    ['synthetic events not an integer', { ...valid, params: { events: 1.5 } }, /params\.events/],
+    ['synthetic interval_ms 60001', { ...valid, params: { events: 1, interval_ms: 60001 } }, /params\.interval_ms/],
+    ['synthetic interval_ms negative', { ...valid, params: { events: 1, interval_ms: -1 } }, /params\.interval_ms/],
+    ['synthetic payload_bytes 65537', { ...valid, params: { events: 1, payload_bytes: 65537 } }, /params\.payload_bytes/],
+    ['unknown synthetic param', { ...valid, params: { events: 1, evnets: 2 } }, /evnets/],
+    ['unknown top-level field sessionId', { ...valid, sessionId: newSessionId() }, /sessionId/],
+  ];
+
+  it.each(invalid)('answers 400 invalid_request naming the field: %s', async (_name, body, field) => {
+    const message = expectJsonError(await postExecuteRaw(svc.url, JSON.stringify(body)), 400, 'invalid_request');
+    expect(message).toMatch(field);
+  });
+
+  it('answers 400 (not 500) for a compressed body that does not inflate', async () => {
+    for (const encoding of ['gzip', 'deflate', 'br']) {
+      const response = await postExecuteRaw(svc.url, JSON.stringify(valid), { 'Content-Encoding': encoding });
+      expectJsonError(response, 400, 'invalid_request');
+    }
+  });
+
+  it('answers 400 invalid_request for a body that is a JSON array, string, number or null', async () => {
+    for (const text of ['[{"project_id":"p1","query":"q"}]', '"hello"', '42', 'null']) {
+      expectJsonError(await postExecuteRaw(svc.url, text), 400, 'invalid_request');
+    }
+  });
+
+  it('does not claim the session of a rejected request', async () => {
+    const sessionId = newSessionId();
+    const rejected = await postExecuteRaw(svc.url, JSON.stringify({ ...valid, session_id: sessionId, query: '' }));
+    expectJsonError(rejected, 400, 'invalid_request');
+    expectJsonError(await getHistory(svc.url, sessionId), 404, 'session_not_found');
+    const accepted = await execute(svc.url, { ...valid, session_id: sessionId });
+    expect(accepted.status).toBe(200);
+  });
+
+  it('answers 413 payload_too_large for a body over the limit, and accepts one under it', async () => {
+    const over = await postExecuteRaw(small.url, JSON.stringify({ ...valid, query: 'q'.repeat(2000) }));
+    expectJsonError(over, 413, 'payload_too_large');
+    const under = await execute(small.url, { ...valid, query: 'q'.repeat(500) });
+    expect(under.status).toBe(200);
+  });
+
+  it('answers 409 session_conflict while the session runs and after it finished (ids compared in lower case)', async () => {
+    const sessionId = newSessionId();
+    const started = await execute(svc.url, synthetic(sessionId, { events: 3, interval_ms: 300 }), {
+      Prefer: 'respond-async',
+    });
+    expect(started.status).toBe(202);
+
+    const whileRunning = await postExecuteRaw(svc.url, JSON.stringify(synthetic(sessionId, { events: 1 })));
+    expect(expectJsonError(whileRunning, 409, 'session_conflict')).toContain(sessionId);
+    expect(whileRunning.json.session_id).toBe(sessionId);
+    expect((await getHistory(svc.url, sessionId)).json.status).toBe('running');
+
+    const reader = await openSse(`${svc.url}/timeline/stream/${sessionId}`);
+    await reader.waitFor(isNamed('done'));
+    const afterFinished = await postExecuteRaw(svc.url, JSON.stringify(synthetic(sessionId.toUpperCase(), { events: 1 })));
+    expectJsonError(afterFinished, 409, 'session_conflict');
+    expect(afterFinished.json.session_id).toBe(sessionId);
+
+    // The conflicting requests did not touch the session's log.
+    const history = (await getHistory(svc.url, sessionId)).json;
+    expect(history.events).toHaveLength(5);
+    expect(history.done?.status).toBe('completed');
+  });
+
+  it('lets exactly one of two concurrent POSTs with the same session id start the run', async () => {
+    const modes: Array<[Record<string, string>, number]> = [
+      [{}, 200],
+      [{ Prefer: 'respond-async' }, 202],
+    ];
+    for (const [headers, started] of modes) {
+      const sessionId = newSessionId();
+      const body = JSON.stringify(synthetic(sessionId, { events: 3, interval_ms: 20 }));
+      const responses = await Promise.all([postExecuteRaw(svc.url, body, headers), postExecuteRaw(svc.url, body, headers)]);
+      expect(responses.map((r) => r.status).sort()).toEqual([started, 409]);
+      expectJsonError(responses.find((r) => r.status === 409)!, 409, 'session_conflict');
+      const reader = await openSse(`${svc.url}/timeline/stream/${sessionId}`);
+      await reader.waitFor(isNamed('done'));
+      await reader.ended;
+      expect(timelineEvents<Ev>(reader).map((e) => e.seq)).toEqual([1, 2, 3, 4, 5]);
+    }
+  });
+});
+
+describe('POST /execute runs', () => {
+  let svc: RunningService;
+  beforeAll(async () => {
+    const registry = createDefaultRegistry({ maxEventsPerSession: 10000 })
+      .register(overloadedWorkflow)
+      .register(buggyWorkflow);
+    svc = await startService({ keepAliveMs: null }, { registry });
+  });
+  afterAll(() => svc.close());
+
+  const streamOf = async (sessionId: string): Promise<SseReader> => {
+    const reader = await openSse(`${svc.url}/timeline/stream/${sessionId}`);
+    await reader.waitFor(isNamed('ready'));
+    return reader;
+  };
+
+  /** `done` was signalled exactly once: one `done` on the stream, and the bus refuses another. */
+  const expectDoneOnce = async (sessionId: string, reader: SseReader, status: string) => {
+    await reader.ended;
+    const doneFrames = reader.frames.filter(isNamed('done'));
+    expect(doneFrames).toHaveLength(1);
+    expect(reader.frames.at(-1)).toBe(doneFrames[0]);
+    const history = (await getHistory(svc.url, sessionId)).json;
+    expect(history.status).toBe(status);
+    expect(history.done).toMatchObject({ id: doneFrames[0].id, status });
+    expect(await svc.service.bus.signalDone(sessionId, { status: 'completed' })).toBeNull();
+    expect((await getHistory(svc.url, sessionId)).json).toEqual(history);
+    return history;
+  };
+
+  it('sync: answers 200 with the summary; event_count is the number of events in the history', async () => {
+    const sessionId = newSessionId();
+    const reader = await streamOf(sessionId);
+    const response = await execute(svc.url, synthetic(sessionId, { events: 7 }));
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toMatch(/^application\/json/);
+    expect(response.body).toEqual({
+      session_id: sessionId,
+      status: 'completed',
+      result: { events: 7 },
+      event_count: 9,
+      duration_ms: expect.any(Number),
+    });
+    expect(response.body.duration_ms).toBeGreaterThanOrEqual(0);
+    const history = await expectDoneOnce(sessionId, reader, 'completed');
+    expect(history.events).toHaveLength(response.body.event_count);
+    expect(history.events.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(history.done).toEqual({ id: expect.any(String), status: 'completed', result: { events: 7 } });
+  });
+
+  it('sync: the default agents workflow answers 200 and its event_count matches the history', async () => {
+    const sessionId = newSessionId();
+    const response = await execute(svc.url, { project_id: 'p1', query: 'Write a haiku about streams', session_id: sessionId });
+    expect(response.status).toBe(200);
+    expect(response.body.status).toBe('completed');
+    const history = (await getHistory(svc.url, sessionId)).json;
+    expect(history.events).toHaveLength(response.body.event_count);
+    expect(history.events.at(-1)?.type).toBe('WORKFLOW_COMPLETE');
+    expect(history.done?.status).toBe('completed');
+  });
+
+  it('async: answers 202 with the stream url at once, while the run goes on to complete', async () => {
+    const sessionId = newSessionId();
+    const response = await execute(svc.url, synthetic(sessionId, { events: 3, interval_ms: 300 }), {
+      Prefer: 'respond-async',
+    });
+    expect(response.status).toBe(202);
+    expect(response.body).toEqual({ session_id: sessionId, stream_url: `/timeline/stream/${sessionId}` });
+
+    const during = (await getHistory(svc.url, sessionId)).json;
+    expect(during.status).toBe('running');
+    expect(during.done).toBeNull();
+
+    const reader = await openSse(`${svc.url}${response.body.stream_url}`);
+    const done = await reader.waitFor(isNamed('done'));
+    expect(JSON.parse(done.data)).toEqual({ status: 'completed', result: { events: 3 } });
+    const history = await expectDoneOnce(sessionId, reader, 'completed');
+    expect(history.events.map((e) => e.type)).toEqual([
+      'WORKFLOW_START',
+      'AGENT_MESSAGE',
+      'AGENT_MESSAGE',
+      'AGENT_MESSAGE',
+      'WORKFLOW_COMPLETE',
+    ]);
+  });
+
+  it('without session_id, the server makes a UUID and the events are recorded (sync and async)', async () => {
+    const sync = await execute(svc.url, synthetic(undefined, { events: 2 }));
+    expect(sync.status).toBe(200);
+    expect(sync.body.session_id).toMatch(UUID);
+    const history = await getHistory(svc.url, sync.body.session_id);
+    expect(history.status).toBe(200);
+    expect(history.json.events).toHaveLength(sync.body.event_count);
+    expect(history.json.events.every((e) => e.session_id === sync.body.session_id)).toBe(true);
+    expect(history.json.done?.status).toBe('completed');
+
+    const async = await execute(svc.url, synthetic(undefined, { events: 2 }), { Prefer: 'respond-async' });
+    expect(async.status).toBe(202);
+    expect(async.body.session_id).toMatch(UUID);
+    expect(async.body.session_id).not.toBe(sync.body.session_id);
+    expect(async.body.stream_url).toBe(`/timeline/stream/${async.body.session_id}`);
+    const reader = await openSse(`${svc.url}${async.body.stream_url}`);
+    await reader.waitFor(isNamed('done'));
+    expect(timelineEvents<Ev>(reader).map((e) => e.seq)).toEqual([1, 2, 3, 4]);
+  });
+
+  it('a provider error answers 502 workflow_failed; done is failed with the provider code; events end with WORKFLOW_ERROR', async () => {
+    const sessionId = newSessionId();
+    const reader = await streamOf(sessionId);
+    const response = await postExecuteRaw(
+      svc.url,
+      JSON.stringify({ project_id: 'p1', query: 'q', session_id: sessionId, workflow: 'overloaded' }),
+    );
+    expect(expectJsonError(response, 502, 'workflow_failed')).toBe('The model provider is overloaded');
+    expect(response.json.session_id).toBe(sessionId);
+
+    const history = await expectDoneOnce(sessionId, reader, 'failed');
+    expect(history.done).toEqual({
+      id: expect.any(String),
+      status: 'failed',
+      error: { code: 'provider_overloaded', message: 'The model provider is overloaded' },
+    });
+    expect(history.events.map((e) => e.type)).toEqual(['WORKFLOW_START', 'AGENT_START', 'WORKFLOW_ERROR']);
+    expect(history.events.at(-1)?.status).toBe('ERROR');
+    expect(timelineEvents<Ev>(reader).map((e) => e.type)).toEqual(['WORKFLOW_START', 'AGENT_START', 'WORKFLOW_ERROR']);
+  });
+
+  it('an unexpected error answers 500 internal_error and its message leaks nowhere', async () => {
+    const sessionId = newSessionId();
+    const reader = await streamOf(sessionId);
+    const response = await postExecuteRaw(
+      svc.url,
+      JSON.stringify({ project_id: 'p1', query: 'q', session_id: sessionId, workflow: 'buggy' }),
+    );
+    expectJsonError(response, 500, 'internal_error');
+    expect(response.json.session_id).toBe(sessionId);
+    expect(response.text).not.toContain(SECRET);
+
+    const history = await expectDoneOnce(sessionId, reader, 'failed');
+    expect(history.done?.error?.code).toBe('internal_error');
+    expect(history.events.at(-1)?.type).toBe('WORKFLOW_ERROR');
+    expect(JSON.stringify(history)).not.toContain(SECRET);
+    expect(reader.raw).not.toContain(SECRET);
+  });
+
+  it('cancel: a long run cancelled mid-way answers 200 cancelled; events end with WORKFLOW_CANCELLED', async () => {
+    const sessionId = newSessionId();
+    const reader = await streamOf(sessionId);
+    const pending = execute(svc.url, synthetic(sessionId, { events: 1000, interval_ms: 20 }));
+    await reader.waitFor((f) => f.event === undefined && JSON.parse(f.data).type === 'AGENT_MESSAGE');
+
+    const cancel = await cancelSession(svc.url, sessionId);
+    expect(cancel.status).toBe(202);
+    const response = await pending;
+    expect(response.status).toBe(200);
+    expect(response.body).toMatchObject({ session_id: sessionId, status: 'cancelled' });
+
+    const history = await expectDoneOnce(sessionId, reader, 'cancelled');
+    expect(history.done).toEqual({ id: expect.any(String), status: 'cancelled' });
+    expect(history.events.at(-1)?.type).toBe('WORKFLOW_CANCELLED');
+    expect(history.events.length).toBeLessThan(1002);
+    expect(history.events).toHaveLength(response.body.event_count);
+    expect(timelineEvents<Ev>(reader).at(-1)?.type).toBe('WORKFLOW_CANCELLED');
+  });
+
+  it('counts one finished run per run, whatever the outcome', async () => {
+    const before = (await request(`${svc.url}/metrics`)).text;
+    const body = (workflow: string) => JSON.stringify({ project_id: 'p1', query: 'q', workflow });
+    await postExecuteRaw(svc.url, body('overloaded'));
+    await postExecuteRaw(svc.url, body('synthetic'));
+    const after = (await request(`${svc.url}/metrics`)).text;
+    const delta = (outcome: string) =>
+      metricSample(after, `timeline_runs_total{outcome="${outcome}"}`) -
+      metricSample(before, `timeline_runs_total{outcome="${outcome}"}`);
+    expect({ completed: delta('completed'), failed: delta('failed'), cancelled: delta('cancelled') }).toEqual({
+      completed: 1,
+      failed: 1,
+      cancelled: 0,
+    });
+  });
+
+  it('a POST client that disconnects mid-run does not stop the run', async () => {
+    const sessionId = newSessionId();
+    const reader = await streamOf(sessionId);
+    const controller = new AbortController();
+    const post = fetch(`${svc.url}/execute`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(synthetic(sessionId, { events: 10, interval_ms: 40 })),
+      signal: controller.signal,
+    });
+    await reader.waitFor((f) => f.event === undefined && JSON.parse(f.data).seq === 3);
+    controller.abort();
+    await expect(post).rejects.toThrow();
+
+    const done = await reader.waitFor(isNamed('done'));
+    expect(JSON.parse(done.data)).toEqual({ status: 'completed', result: { events: 10 } });
+    expect(timelineEvents<Ev>(reader).map((e) => e.seq)).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
+    const history: SessionHistory = await expectDoneOnce(sessionId, reader, 'completed');
+    expect(history.events).toHaveLength(12);
+  });
+});
