@@ -44,3 +44,12 @@ export async function execute(
   });
   return { status: response.status, body: await response.json(), headers: response.headers };
 }
+
+/** A `POST /execute` body for the synthetic workflow on `sessionId`. */
+export const synthetic = (sessionId: string, params: Record<string, unknown>) => ({
+  project_id: 'p1',
+  query: 'load',
+  session_id: sessionId,
+  workflow: 'synthetic',
+  params,
+});

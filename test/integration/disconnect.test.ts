@@ -1,19 +1,12 @@
 import net from 'node:net';
 import type { LiveListener, LogSlice, Subscription } from '../../server/timeline/bus';
 import { MemoryBus } from '../../server/timeline/memory-bus';
-import { execute, newSessionId, startService, type RunningService } from '../helpers/service';
+import { execute, newSessionId, startService, type RunningService, synthetic } from '../helpers/service';
 import { isNamed, openSse, timelineEvents, type SseReader } from '../helpers/sse-reader';
 import { waitUntil, within } from '../helpers/wait';
 
 type Ev = { event_id: string; seq: number; type: string };
 
-const synthetic = (sessionId: string, params: Record<string, unknown>) => ({
-  project_id: 'p1',
-  query: 'load',
-  session_id: sessionId,
-  workflow: 'synthetic',
-  params,
-});
 
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 

@@ -1,16 +1,9 @@
 import { MemoryBus } from '../../server/timeline/memory-bus';
 import { compareEventIds } from '../../server/timeline/event-id';
 import { cancelSession, expectJsonError, getHistory, metricSample, request } from '../helpers/api';
-import { execute, newSessionId, startService, type RunningService } from '../helpers/service';
+import { execute, newSessionId, startService, type RunningService, synthetic } from '../helpers/service';
 import { isNamed, openSse, timelineEvents } from '../helpers/sse-reader';
 
-const synthetic = (sessionId: string, params: Record<string, unknown>) => ({
-  project_id: 'p1',
-  query: 'load',
-  session_id: sessionId,
-  workflow: 'synthetic',
-  params,
-});
 
 /** A real in-memory bus whose readiness probe fails, as an unreachable Redis would. */
 class UnreachableBus extends MemoryBus {

@@ -1,15 +1,8 @@
-import { execute, newSessionId, startService, type RunningService } from '../helpers/service';
+import { execute, newSessionId, startService, type RunningService, synthetic } from '../helpers/service';
 import { isNamed, openSse, timelineEvents } from '../helpers/sse-reader';
 
 type Ev = { event_id: string; seq: number; type: string; details?: Record<string, unknown> };
 
-const synthetic = (sessionId: string, params: Record<string, unknown>) => ({
-  project_id: 'p1',
-  query: 'load',
-  session_id: sessionId,
-  workflow: 'synthetic',
-  params,
-});
 
 describe('GET /timeline/stream/:sessionId', () => {
   let svc: RunningService;
