@@ -5,6 +5,7 @@ module.exports = {
   testMatch: ['**/*.test.ts'],
   transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json', isolatedModules: true }] },
   testTimeout: 30000,
+  reporters: ['default', '<rootDir>/test/helpers/summary-reporter.js'],
   // Builds dist/ once (npm run build) when the run includes an e2e suite that starts `npm start`'s output.
   globalSetup: '<rootDir>/test/helpers/global-setup.ts',
   // Integration suites start servers; keep them from fighting over two cores.
