@@ -11,10 +11,10 @@ function selectedE2eFiles(globalConfig: Config.GlobalConfig): string[] {
   const files = readdirSync(E2E_DIR)
     .filter((name) => name.endsWith('.test.ts'))
     .map((name) => path.join(E2E_DIR, name));
-  const patterns = globalConfig.testPathPatterns;
-  if (!patterns.isSet()) return files;
-  const executor = patterns.toExecutor({ rootDir: globalConfig.rootDir });
-  return files.filter((file) => executor.isMatch(file));
+  const pattern = globalConfig.testPathPattern;
+  if (!pattern) return files;
+  const matcher = new RegExp(pattern, 'i');
+  return files.filter((file) => matcher.test(file));
 }
 
 /**
