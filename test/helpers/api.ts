@@ -1,3 +1,4 @@
+import supertest from 'supertest';
 import type { SessionHistory } from '../../client-sdk/src/types';
 
 /** A response read to the end: status, headers, raw text and the JSON it parses to (if any). */
@@ -9,11 +10,39 @@ export interface ApiResponse<Body = any> {
   json: Body;
 }
 
-/** Any request with fetch; the body is kept as text so tests can check it is never HTML or a stack. */
-export async function request(url: string, init: RequestInit = {}): Promise<ApiResponse> {
-  const response = await fetch(url, init);
-  const text = await response.text();
-  return { status: response.status, headers: response.headers, text, json: parseJson(text) };
+export interface RequestOptions {
+  method?: string;
+  headers?: Record<string, string>;
+  body?: string;
+}
+
+/**
+ * Any request, through supertest against the running server; the body is kept as text so
+ * tests can check it is never HTML or a stack trace.
+ */
+export async function request(url: string, init: RequestOptions = {}): Promise<ApiResponse> {
+  const { origin, pathname, search } = new URL(url);
+  const agent = supertest(origin) as unknown as Record<string, (path: string) => supertest.Test>;
+  const method = (init.method ?? 'GET').toLowerCase();
+  let test = agent[method](pathname + search).buffer(true).parse(asText);
+  for (const [name, value] of Object.entries(init.headers ?? {})) test = test.set(name, value);
+  if (init.body !== undefined) test = test.send(init.body);
+  const response = await test;
+  const text = typeof response.body === 'string' ? response.body : '';
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(response.headers as Record<string, string | string[]>)) {
+    for (const item of Array.isArray(value) ? value : [value]) headers.append(name, item);
+  }
+  return { status: response.status, headers, text, json: parseJson(text) };
+}
+
+/** Keeps every body as raw text, whatever its content type. */
+function asText(res: unknown, done: (err: Error | null, body: string) => void): void {
+  const stream = res as NodeJS.ReadableStream;
+  let text = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk: string) => (text += chunk));
+  stream.on('end', () => done(null, text));
 }
 
 function parseJson(text: string): unknown {
