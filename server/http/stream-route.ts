@@ -23,6 +23,11 @@ export function streamRoute({ bus, config, streams, metrics, log }: StreamRouteD
   return async (req, res) => {
     const sessionId = sessionIdParam(req);
     const lastEventId = lastEventIdParam(req);
+    if (req.method === 'HEAD') {
+      // A probe, not a reader: answer the stream's headers without holding a stream open.
+      res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache, no-transform' }).end();
+      return;
+    }
     if (!streams.tryReserve()) {
       throw new HttpError(503, 'too_many_streams', 'This instance has too many open streams', {
         headers: { 'Retry-After': String(Math.ceil(config.retryMs / 1000)) },

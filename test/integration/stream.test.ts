@@ -263,3 +263,17 @@ describe('stream timers', () => {
     }
   });
 });
+
+describe('HEAD /timeline/stream/:sessionId', () => {
+  it('answers the stream headers at once without holding a stream open', async () => {
+    const svc = await startService({ keepAliveMs: null });
+    try {
+      const res = await fetch(`${svc.url}/timeline/stream/${newSessionId()}`, { method: 'HEAD' });
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-type')).toBe('text/event-stream');
+      expect(svc.service.streams.size).toBe(0);
+    } finally {
+      await svc.close();
+    }
+  });
+});
