@@ -9,13 +9,12 @@ export interface SseStreamOptions {
   onSlowReader: () => void;
 }
 
-const HEADERS = {
+/** The stream's response headers (DESIGN.md), also answered to a `HEAD` probe. */
+export const SSE_HEADERS = {
   'Content-Type': 'text/event-stream',
   'Cache-Control': 'no-cache, no-transform',
   'X-Accel-Buffering': 'no',
   Connection: 'keep-alive',
-  // better-sse's defaults add Pragma; the contract's headers are the ones above.
-  Pragma: undefined,
 };
 
 /**
@@ -30,12 +29,15 @@ export class SseStream {
   private closed = false;
   /** While replaying, the writer waits for `drain` instead of cutting the reader. */
   private paced = true;
+  /** Unsent bytes above which a replay waits for `drain`. */
+  private readonly lowWaterBytes: number;
 
   private constructor(
     private readonly res: Response,
     session: Session,
     private readonly options: SseStreamOptions,
   ) {
+    this.lowWaterBytes = Math.min(64 * 1024, options.maxBufferedBytes / 2);
     session.once('disconnected', () => {
       this.closed = true;
       for (const listener of this.closeListeners.splice(0)) listener();
@@ -48,7 +50,8 @@ export class SseStream {
       retry: null,
       keepAlive: null,
       trustClientEventId: false,
-      headers: HEADERS,
+      // better-sse's defaults add Pragma; the contract's headers are ours.
+      headers: { ...SSE_HEADERS, Pragma: undefined },
     });
     // Built before `connected` so a client that leaves during the handshake is still seen.
     const stream = new SseStream(res, session, options);
@@ -95,7 +98,7 @@ export class SseStream {
    * unsent data passed the low-water mark, else `null`.
    */
   backlog(): Promise<void> | null {
-    if (!this.isOpen || this.res.writableLength < Math.min(64 * 1024, this.options.maxBufferedBytes / 2)) {
+    if (!this.isOpen || this.res.writableLength < this.lowWaterBytes) {
       return null;
     }
     return new Promise((resolve) => {

@@ -7,7 +7,7 @@ import type { TimelineBus } from '../timeline/bus';
 import { SessionFeed } from '../timeline/session-feed';
 import { HttpError } from './errors';
 import { lastEventIdParam, sessionIdParam } from './params';
-import { SseStream } from './sse-stream';
+import { SSE_HEADERS, SseStream } from './sse-stream';
 import type { StreamRegistry } from './stream-registry';
 
 export interface StreamRouteDeps {
@@ -25,7 +25,7 @@ export function streamRoute({ bus, config, streams, metrics, log }: StreamRouteD
     const lastEventId = lastEventIdParam(req);
     if (req.method === 'HEAD') {
       // A probe, not a reader: answer the stream's headers without holding a stream open.
-      res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache, no-transform' }).end();
+      res.writeHead(200, SSE_HEADERS).end();
       return;
     }
     if (!streams.tryReserve()) {

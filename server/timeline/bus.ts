@@ -28,7 +28,8 @@ export interface LiveListener {
   onEntry(entry: LogEntry): void;
   /**
    * The live feed may have missed entries (e.g. the bus reconnected): the reader should
-   * read the log again after the last id it delivered.
+   * read the log again after the last id it delivered. A bus calls it before it delivers any
+   * live entry received after the loss, so nothing newer overtakes what was lost.
    */
   onResync?(): void;
 }

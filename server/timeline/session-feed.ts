@@ -27,7 +27,7 @@ export class SessionFeed {
   private sink: FeedSink | null = null;
   private pending: LogEntry[] = [];
   private catchingUp = true;
-  private resyncAgain = false;
+  private resyncDue = false;
   private closed = false;
   private lastId: string | null;
   private subscription: Subscription | null = null;
@@ -46,7 +46,7 @@ export class SessionFeed {
     const feed = new SessionFeed(bus, sessionId, afterId);
     feed.subscription = await bus.subscribe(sessionId, {
       onEntry: (entry) => feed.onLive(entry),
-      onResync: () => void feed.resync(),
+      onResync: () => feed.resync(),
     });
     try {
       feed.firstSlice = await bus.read(sessionId, afterId);
@@ -89,48 +89,64 @@ export class SessionFeed {
   }
 
   /** The live feed may have dropped entries: read again after the last delivered id. */
-  private async resync(): Promise<void> {
-    if (this.closed || this.sink === null) return;
+  private resync(): void {
+    if (this.closed) return;
+    // Before `start`, or during a catch-up: that catch-up reads again before going further.
     if (this.catchingUp) {
-      this.resyncAgain = true;
+      this.resyncDue = true;
       return;
     }
     this.catchingUp = true;
-    let slice: LogSlice;
-    try {
-      slice = await this.bus.read(this.sessionId, this.lastId);
-    } catch (error) {
-      if (!this.closed) this.sink.failed(error);
-      return;
-    }
-    await this.catchUp(slice);
+    void this.catchUp(null);
   }
 
-  /** Replays `slice` and then the pending live entries at the reader's pace, then goes live. */
-  private async catchUp(slice: LogSlice): Promise<void> {
-    this.catchingUp = true;
-    if (slice.gap && !this.closed) this.sink?.gap(slice.gap);
-    if (!(await this.deliverPaced(slice.entries))) return;
-    while (this.pending.length > 0) {
-      const pending = this.pending;
-      this.pending = [];
-      if (!(await this.deliverPaced(pending))) return;
-    }
-    if (this.resyncAgain) {
-      this.resyncAgain = false;
-      this.catchingUp = false;
-      await this.resync();
-      return;
+  /**
+   * Replays `slice` (or, when `null`, a fresh read after the last id), then the live entries
+   * that arrived meanwhile, at the reader's pace; reads again while resyncs were asked for;
+   * then goes live.
+   */
+  private async catchUp(slice: LogSlice | null): Promise<void> {
+    let next = slice;
+    for (;;) {
+      if (next === null) {
+        // A resync asked for from here on needs a read after this one.
+        this.resyncDue = false;
+        try {
+          next = await this.bus.read(this.sessionId, this.lastId);
+        } catch (error) {
+          if (!this.closed) this.sink?.failed(error);
+          return;
+        }
+      }
+      if (next.gap && !this.closed) this.sink?.gap(next.gap);
+      if (!(await this.deliverPaced(next.entries))) return;
+      next = null;
+      // While a resync is due, live entries wait: the read must first bring what the live
+      // feed lost, which comes before them.
+      while (!this.resyncDue && this.pending.length > 0) {
+        const batch = this.pending;
+        this.pending = [];
+        if (!(await this.deliverPaced(batch, { yieldToResync: true }))) return;
+      }
+      if (!this.resyncDue) break;
     }
     this.catchingUp = false;
     this.sink?.live?.();
   }
 
-  /** Resolves `false` if the feed closed on the way. */
-  private async deliverPaced(entries: LogEntry[]): Promise<boolean> {
-    for (const entry of entries) {
+  /**
+   * Delivers `entries`, waiting whenever the sink is backed up. With `yieldToResync`, stops
+   * when a resync becomes due and puts the rest back in front of `pending`.
+   * Resolves `false` if the feed closed on the way.
+   */
+  private async deliverPaced(entries: LogEntry[], { yieldToResync = false } = {}): Promise<boolean> {
+    for (let i = 0; i < entries.length; i++) {
       if (this.closed) return false;
-      this.deliver(entry);
+      if (yieldToResync && this.resyncDue) {
+        this.pending = entries.slice(i).concat(this.pending);
+        return true;
+      }
+      this.deliver(entries[i]);
       const backlog = this.sink?.backlog?.();
       if (backlog) await backlog;
     }

@@ -116,6 +116,44 @@ class FeedRecorder extends Collector implements FeedSink {
 }
 
 /**
+ * A bus whose live feed can lose entries, as pub/sub does across a reconnect: while `dropping`
+ * is set, live entries never reach listeners; `resync()` then tells them, as a bus does when
+ * it has reconnected.
+ */
+function withLossyLiveFeed(bus: TimelineBus): TimelineBus & { dropping: boolean; resync(): void } {
+  const listeners = new Set<LiveListener>();
+  const lossy = {
+    dropping: false,
+    resync: () => {
+      for (const listener of listeners) listener.onResync?.();
+    },
+  };
+  return new Proxy(bus, {
+    get(target, property) {
+      if (property === 'dropping' || property === 'resync') return lossy[property];
+      if (property === 'subscribe') {
+        return async (sessionId: string, listener: LiveListener) => {
+          listeners.add(listener);
+          return target.subscribe(sessionId, {
+            onEntry: (entry) => {
+              if (!lossy.dropping) listener.onEntry(entry);
+            },
+            onResync: () => listener.onResync?.(),
+          });
+        };
+      }
+      const value = Reflect.get(target, property, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+    set(_target, property, value) {
+      if (property !== 'dropping') return false;
+      lossy.dropping = value as boolean;
+      return true;
+    },
+  }) as TimelineBus & { dropping: boolean; resync(): void };
+}
+
+/**
  * Runs `hook` inside the first `read` of `bus`, before or after the real read, so a test can
  * publish exactly while a reader's catch-up read is in flight.
  */
@@ -595,6 +633,44 @@ export function describeBusBehaviour(name: string, makeBus: MakeBus, cleanup: Cl
         witness.close();
         expect(ids(witnessSink.entries)).toEqual([...first, ...later, doneId]);
         expect(ids(closingSink.entries)).toEqual(first);
+      });
+
+      it('reads again after a resync: live entries the bus lost are delivered once, in order', async () => {
+        const bus = await newBus();
+        const lossy = withLossyLiveFeed(bus);
+        const sessionId = await startSession(bus);
+        const first = await publishMany(bus, sessionId, 2);
+        const feed = await SessionFeed.open(lossy, sessionId, null);
+        const sink = new FeedRecorder();
+        feed.start(sink);
+        await sink.untilCount(2);
+        lossy.dropping = true;
+        const lost = await publishMany(bus, sessionId, 3, 3);
+        lossy.dropping = false;
+        lossy.resync();
+        const later = await publishMany(bus, sessionId, 2, 6);
+        const doneId = await bus.signalDone(sessionId, { status: 'completed' });
+        await sink.untilDone();
+        feed.close();
+        expect(ids(sink.entries)).toEqual([...first, ...lost, ...later, doneId]);
+      });
+
+      it('keeps a resync that comes before start, and reads again once it starts', async () => {
+        const bus = await newBus();
+        const lossy = withLossyLiveFeed(bus);
+        const sessionId = await startSession(bus);
+        const first = await publishMany(bus, sessionId, 2);
+        const feed = await SessionFeed.open(lossy, sessionId, null);
+        lossy.dropping = true;
+        const lost = await publishMany(bus, sessionId, 3, 3);
+        lossy.dropping = false;
+        lossy.resync();
+        const sink = new FeedRecorder();
+        feed.start(sink);
+        const doneId = await bus.signalDone(sessionId, { status: 'completed' });
+        await sink.untilDone();
+        feed.close();
+        expect(ids(sink.entries)).toEqual([...first, ...lost, doneId]);
       });
     });
   });
