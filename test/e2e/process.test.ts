@@ -1,8 +1,10 @@
 import http from 'node:http';
 import { EventSource, type ErrorEvent } from 'eventsource';
 import type { DonePayload, ErrorBody, ExecuteResult, TimelineEvent } from '../../client-sdk/src/types';
-import { newSessionId } from '../helpers/service';
+import { postExecuteRaw } from '../helpers/api';
+import { newSessionId, synthetic } from '../helpers/service';
 import { isNamed, openSse, timelineEvents, type SseFrame, type SseReader } from '../helpers/sse-reader';
+import { within } from '../helpers/wait';
 import { freePort, spawnService, startProcess, stopAllProcesses, type ListeningProcess, type LogLine } from '../helpers/process';
 
 /**
@@ -57,13 +59,6 @@ const settledAt = <T>(promise: Promise<T>): Promise<number> =>
 const eventType = (frame: SseFrame): string | undefined =>
   frame.event === undefined ? (JSON.parse(frame.data) as TimelineEvent).type : undefined;
 
-const synthetic = (sessionId: string, params: Record<string, unknown>) => ({
-  project_id: 'e2e',
-  query: 'load',
-  session_id: sessionId,
-  workflow: 'synthetic',
-  params,
-});
 
 describe('npm start with defaults (in-memory bus, scripted model)', () => {
   it('is healthy and streams an agents run live: tokens arrive before the POST answers, then done', async () => {
@@ -141,7 +136,7 @@ describe('npm start with defaults (in-memory bus, scripted model)', () => {
     await ready;
     const answer = await post<ExecuteResult>(proc.url, synthetic(sessionId, { events: 5, interval_ms: 20 }));
     expect(answer.status).toBe(200);
-    const closedBy = await withTimeout(closed, 10000, 'the EventSource to close after done');
+    const closedBy = await within(closed, 10000, 'the EventSource to close after done');
 
     expect(named.map((n) => n.type)).toEqual(['ready', 'done']);
     expect(JSON.parse(named[0].data)).toEqual({ session_id: sessionId, status: 'waiting' });
@@ -173,7 +168,7 @@ describe('graceful shutdown', () => {
 
     const sentAt = Date.now();
     const streamEndedAt = settledAt(reader.ended);
-    const exit = await withTimeout(proc.stop(signal), 10000, 'the process to exit');
+    const exit = await within(proc.stop(signal), 10000, 'the process to exit');
     const exitedAt = Date.now();
 
     expect(exit).toEqual({ code: 0, signal: null });
@@ -206,8 +201,8 @@ describe('graceful shutdown', () => {
     const sentAt = Date.now();
     const streamEndedAt = settledAt(Promise.all([reader.ended, asyncReader.ended]));
     proc.child.kill('SIGTERM');
-    const answer = await withTimeout(held, 5000, 'the held POST to answer');
-    const exit = await withTimeout(proc.exited, 10000, 'the process to exit');
+    const answer = await within(held, 5000, 'the held POST to answer');
+    const exit = await within(proc.exited, 10000, 'the process to exit');
     const exitedAt = Date.now();
 
     expect(exit).toEqual({ code: 0, signal: null });
@@ -240,8 +235,8 @@ describe('graceful shutdown', () => {
 
     const sentAt = Date.now();
     proc.child.kill('SIGTERM');
-    const answer = await withTimeout(held, 5000, 'the held POST to answer');
-    const exit = await withTimeout(proc.exited, 10000, 'the process to exit');
+    const answer = await within(held, 5000, 'the held POST to answer');
+    const exit = await within(proc.exited, 10000, 'the process to exit');
     const exitedAt = Date.now();
 
     expect(answer.status).toBe(200);
@@ -264,7 +259,7 @@ describe('bad configuration', () => {
     const env = { PORT: String(await freePort()), [name]: value };
     const startedAt = Date.now();
     const proc = spawnService(env);
-    const exit = await withTimeout(proc.exited, 5000, 'the process to exit');
+    const exit = await within(proc.exited, 5000, 'the process to exit');
 
     expect(exit.code).not.toBe(0);
     expect(exit.code).not.toBeNull();
@@ -278,12 +273,12 @@ describe('bad configuration', () => {
 describe('log output', () => {
   /** Raw GET, so malformed paths reach the server byte for byte. */
   const get = (url: string) =>
-    new Promise<{ status: number; body: string }>((resolve, reject) => {
+    new Promise<{ status: number; text: string }>((resolve, reject) => {
       http
         .get(url, (res) => {
-          let body = '';
-          res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
-          res.once('end', () => resolve({ status: res.statusCode ?? 0, body }));
+          let text = '';
+          res.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+          res.once('end', () => resolve({ status: res.statusCode ?? 0, text }));
         })
         .once('error', reject);
     });
@@ -308,7 +303,7 @@ describe('log output', () => {
     await reader.ended;
     const cut = await stream(`${proc.url}/timeline/stream/${newSessionId()}?access_token=${apiKey}`);
     cut.destroy();
-    const exit = await withTimeout(proc.stop('SIGTERM'), 10000, 'the process to exit');
+    const exit = await within(proc.stop('SIGTERM'), 10000, 'the process to exit');
 
     expect(exit.code).toBe(0);
     // The service did log about these sessions, so the check below is not vacuous.
@@ -318,14 +313,14 @@ describe('log output', () => {
   });
 
   /** Requests a client gets wrong; each must be a 4xx JSON error and must not log a stack. */
-  const malformed = (proc: ListeningProcess): Array<[string, () => Promise<{ status: number; body: string }>]> => [
+  const malformed = (proc: ListeningProcess): Array<[string, () => Promise<{ status: number; text: string }>]> => [
     ['non-UUID session id', () => get(`${proc.url}/timeline/stream/nope`)],
     ['malformed Last-Event-ID', () => get(`${proc.url}/timeline/stream/${newSessionId()}?lastEventId=zzz`)],
     ['bad percent-encoding in a stream path', () => get(`${proc.url}/timeline/stream/%E0%A4%A`)],
     ['bad percent-encoding in a history path', () => get(`${proc.url}/timeline/%ZZ`)],
-    ['invalid JSON', () => rawPost(proc, '{"project_id":')],
-    ['body over the limit', () => rawPost(proc, JSON.stringify({ project_id: 'p', query: 'x'.repeat(300 * 1024) }))],
-    ['missing fields', () => rawPost(proc, JSON.stringify({ query: 'q' }))],
+    ['invalid JSON', () => postExecuteRaw(proc.url, '{"project_id":')],
+    ['body over the limit', () => postExecuteRaw(proc.url, JSON.stringify({ project_id: 'p', query: 'x'.repeat(300 * 1024) }))],
+    ['missing fields', () => postExecuteRaw(proc.url, JSON.stringify({ query: 'q' }))],
   ];
 
   it('answers malformed requests with a 4xx JSON error, never a 500', async () => {
@@ -333,7 +328,7 @@ describe('log output', () => {
     const answers: Array<{ name: string; status: number; body: unknown }> = [];
     for (const [name, send] of malformed(proc)) {
       const response = await send();
-      answers.push({ name, status: response.status, body: JSON.parse(response.body) });
+      answers.push({ name, status: response.status, body: JSON.parse(response.text) });
     }
     const errorShape = { error: { code: expect.stringMatching(/^[a-z_]+$/), message: expect.any(String) } };
     for (const { name, status, body } of answers) {
@@ -345,7 +340,7 @@ describe('log output', () => {
   it('logs no stack trace for malformed requests, even at LOG_LEVEL=trace', async () => {
     const proc = await startProcess({ LOG_LEVEL: 'trace' });
     for (const [, send] of malformed(proc)) await send();
-    const exit = await withTimeout(proc.stop('SIGTERM'), 10000, 'the process to exit');
+    const exit = await within(proc.stop('SIGTERM'), 10000, 'the process to exit');
 
     expect(exit.code).toBe(0);
     expect(proc.logs().some((l) => l.msg === 'shutting down')).toBe(true);
@@ -355,15 +350,3 @@ describe('log output', () => {
   });
 });
 
-async function rawPost(proc: ListeningProcess, body: string): Promise<{ status: number; body: string }> {
-  const response = await fetch(`${proc.url}/execute`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body });
-  return { status: response.status, body: await response.text() };
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, label: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${label}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}

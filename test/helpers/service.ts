@@ -45,11 +45,11 @@ export async function execute(
   return { status: response.status, body: await response.json(), headers: response.headers };
 }
 
-/** A `POST /execute` body for the synthetic workflow on `sessionId`. */
-export const synthetic = (sessionId: string, params: Record<string, unknown>) => ({
+/** A `POST /execute` body for the synthetic workflow on `sessionId` (`undefined`: the server makes one). */
+export const synthetic = (sessionId: string | undefined, params: Record<string, unknown>) => ({
   project_id: 'p1',
   query: 'load',
-  session_id: sessionId,
+  ...(sessionId !== undefined && { session_id: sessionId }),
   workflow: 'synthetic',
   params,
 });

@@ -25,7 +25,8 @@ const DEFAULT_OPTIONS: BusBehaviourOptions = { maxEventsPerSession: 1000, eventT
 const WAIT_MS = 5000;
 const LEASE_MS = 10000;
 
-function draft(sessionId: string, seq: number): EventDraft {
+/** An event draft as a run owner publishes it. */
+export function draft(sessionId: string, seq: number): EventDraft {
   return {
     session_id: sessionId,
     seq,

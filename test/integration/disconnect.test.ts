@@ -1,6 +1,7 @@
 import net from 'node:net';
 import type { LiveListener, LogSlice, Subscription } from '../../server/timeline/bus';
 import { MemoryBus } from '../../server/timeline/memory-bus';
+import { metricSample, request } from '../helpers/api';
 import { execute, newSessionId, startService, type RunningService, synthetic } from '../helpers/service';
 import { isNamed, openSse, timelineEvents, type SseReader } from '../helpers/sse-reader';
 import { waitUntil, within } from '../helpers/wait';
@@ -12,10 +13,7 @@ const range = (from: number, to: number) => Array.from({ length: to - from + 1 }
 
 /** A metric's value as `GET /metrics` reports it (the way an operator sees it). */
 async function metric(url: string, name: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-  if (line === undefined) throw new Error(`metric ${name} not found`);
-  return Number(line.slice(name.length + 1));
+  return metricSample((await request(`${url}/metrics`)).text, name);
 }
 
 /** Waits until the instance holds nothing for any stream: no subscription, no slot, gauge at 0. */

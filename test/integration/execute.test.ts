@@ -4,7 +4,7 @@ import { ModelError } from '../../server/models/model';
 import { createDefaultRegistry } from '../../server/workflows/registry';
 import type { Workflow } from '../../server/workflows/workflow';
 import { cancelSession, expectJsonError, getHistory, metricSample, postExecuteRaw, request } from '../helpers/api';
-import { execute, newSessionId, startService, type RunningService } from '../helpers/service';
+import { execute, newSessionId, startService, synthetic, type RunningService } from '../helpers/service';
 import { isNamed, openSse, timelineEvents, type SseReader } from '../helpers/sse-reader';
 
 type Ev = { event_id: string; seq: number; type: string; details?: Record<string, unknown> };
@@ -12,35 +12,24 @@ type Ev = { event_id: string; seq: number; type: string; details?: Record<string
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const SECRET = 'secret internal detail';
 
-const synthetic = (sessionId: string | undefined, params: Record<string, unknown>) => ({
-  project_id: 'p1',
-  query: 'load',
-  ...(sessionId !== undefined && { session_id: sessionId }),
-  workflow: 'synthetic',
-  params,
+/** A workflow that emits one step, then throws `error`. */
+const failingWorkflow = (name: string, error: Error): Workflow => ({
+  name,
+  description: `Emits a step, then throws ${error.name}`,
+  params: z.object({}),
+  async run(_input, ctx) {
+    await ctx.emit({ type: 'AGENT_START', status: 'IN_PROGRESS', message: 'Writer started', agent_name: 'writer' });
+    throw error;
+  },
 });
 
-/** Emits one step, then fails the way an overloaded provider does. */
-const overloadedWorkflow: Workflow = {
-  name: 'overloaded',
-  description: 'Emits a step, then throws a ModelError',
-  params: z.object({}),
-  async run(_input, ctx) {
-    await ctx.emit({ type: 'AGENT_START', status: 'IN_PROGRESS', message: 'Writer started', agent_name: 'writer' });
-    throw new ModelError('provider_overloaded', 'The model provider is overloaded');
-  },
-};
-
-/** Emits one step, then fails with a bug whose message must never reach a client. */
-const buggyWorkflow: Workflow = {
-  name: 'buggy',
-  description: 'Emits a step, then throws a plain Error',
-  params: z.object({}),
-  async run(_input, ctx) {
-    await ctx.emit({ type: 'AGENT_START', status: 'IN_PROGRESS', message: 'Writer started', agent_name: 'writer' });
-    throw new Error(SECRET);
-  },
-};
+/** Fails the way an overloaded provider does. */
+const overloadedWorkflow = failingWorkflow(
+  'overloaded',
+  new ModelError('provider_overloaded', 'The model provider is overloaded'),
+);
+/** Fails with a bug whose message must never reach a client. */
+const buggyWorkflow = failingWorkflow('buggy', new Error(SECRET));
 
 describe('POST /execute validation', () => {
   let svc: RunningService;

@@ -3,18 +3,9 @@ import type { TimelineBus } from '../../server/timeline/bus';
 import { MemoryBus } from '../../server/timeline/memory-bus';
 import { SessionFeed } from '../../server/timeline/session-feed';
 import { waitUntil } from '../helpers/wait';
-import { describeBusBehaviour } from './bus-behaviour';
+import { describeBusBehaviour, draft } from './bus-behaviour';
 
 describeBusBehaviour('MemoryBus', async (options) => new MemoryBus(options));
-
-const draft = (sessionId: string, seq: number) => ({
-  session_id: sessionId,
-  seq,
-  type: 'AGENT_MESSAGE' as const,
-  status: 'IN_PROGRESS' as const,
-  message: `step ${seq}`,
-  timestamp: new Date().toISOString(),
-});
 
 async function finishedSession(bus: TimelineBus, events = 2): Promise<string> {
   const sessionId = randomUUID();
