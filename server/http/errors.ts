@@ -1,6 +1,7 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import type { ErrorBody } from '../../client-sdk/src/types';
+import { BusUnavailableError } from '../timeline/bus';
 
 /** An error the API answers with the contract's JSON shape: `{"error": {"code", "message"}}`. */
 export class HttpError extends Error {
@@ -24,6 +25,11 @@ export function sendError(res: Parameters<RequestHandler>[1], error: HttpError):
 
 /** Errors of body-parser (they carry a `type`) and of the router that a client can cause, as contract codes. */
 function fromLibraryError(error: { type?: string; status?: number }): HttpError | null {
+  if (error instanceof BusUnavailableError) {
+    return new HttpError(503, 'bus_unavailable', 'The event bus is unavailable; try again shortly', {
+      headers: { 'Retry-After': '1' },
+    });
+  }
   // The router cannot percent-decode a path parameter, and every route parameter is a session id.
   if (error instanceof URIError && error.status === 400) {
     return new HttpError(400, 'invalid_session_id', 'Session id must be a UUID (8-4-4-4-12 hex digits)');

@@ -72,6 +72,16 @@ export interface TimelineBus {
   close(): Promise<void>;
 }
 
+/** The bus cannot be reached (Redis down): the caller answers `503 bus_unavailable`. */
+export class BusUnavailableError extends Error {
+  readonly code = 'bus_unavailable';
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'BusUnavailableError';
+  }
+}
+
 /** Builds the stored JSON of an event: its id first, then the draft's fields. */
 export function serializeEvent(id: string, draftJson: string): string {
   return draftJson === '{}' ? `{"event_id":"${id}"}` : `{"event_id":"${id}",${draftJson.slice(1)}`;

@@ -1,0 +1,329 @@
+import Redis, { type RedisOptions } from 'ioredis';
+import pino, { type Logger } from 'pino';
+import type { DonePayload, SessionStatus } from '../../client-sdk/src/types';
+import type {
+  CancelRequestOutcome,
+  EventDraft,
+  LiveListener,
+  LogEntry,
+  LogSlice,
+  Subscription,
+  TimelineBus,
+} from './bus';
+import { BusUnavailableError, serializeEvent } from './bus';
+import { compareEventIds } from './event-id';
+import { defineTimelineScripts, parseLiveMessage, type RawStreamEntry } from './redis-scripts';
+import { RedisSubscriber } from './redis-subscriber';
+
+export interface RedisBusOptions {
+  /** `redis://[:password@]host:port[/db]`. */
+  url: string;
+  /** Seconds a session's keys live after its last write. Defaults to `3600`. */
+  eventTtlS?: number;
+  /** Newest events kept per session; older ones are trimmed. Defaults to `10000`. */
+  maxEventsPerSession?: number;
+  /** Prefix of every key and channel, so several deployments can share one Redis. Defaults to `timeline:`. */
+  keyPrefix?: string;
+  /** How long `ping` waits for Redis. Defaults to `2000`. */
+  pingTimeoutMs?: number;
+  log?: Logger;
+  /** Extra ioredis options (tests shorten the reconnect delay). */
+  redis?: Partial<RedisOptions>;
+}
+
+interface OwnedRun {
+  owner: string;
+  leaseMs: number;
+  /** Id of the newest event Redis acknowledged. */
+  lastId: string | null;
+}
+
+/** Longest wait between two reconnect attempts, in milliseconds. */
+const MAX_RECONNECT_DELAY_MS = 1000;
+
+/**
+ * The bus for real deployments: any instance serves any session. Each session's log is a
+ * Redis Stream (so its ids are the event ids), each write is one Lua script that appends and
+ * publishes atomically, and all streams of an instance share one pub/sub connection.
+ * Two connections per instance in all: commands, and the shared subscriber.
+ */
+export class RedisBus implements TimelineBus {
+  private readonly commands: Redis;
+  private readonly subscriberConnection: Redis;
+  private readonly subscriber: RedisSubscriber;
+  private readonly ttlS: number;
+  private readonly maxEvents: number;
+  private readonly prefix: string;
+  private readonly pingTimeoutMs: number;
+  private readonly log: Logger;
+  private readonly cancelHandlers = new Set<(sessionId: string) => void>();
+  /**
+   * Runs this instance claimed and has not finished, by owner: if Redis loses their keys (a
+   * restart without persistence), the owner re-creates them instead of failing the run.
+   */
+  private readonly owned = new Map<string, OwnedRun>();
+  private readonly controlReady: Promise<() => void>;
+
+  constructor(options: RedisBusOptions) {
+    this.ttlS = options.eventTtlS ?? 3600;
+    this.maxEvents = options.maxEventsPerSession ?? 10000;
+    this.prefix = options.keyPrefix ?? 'timeline:';
+    this.pingTimeoutMs = options.pingTimeoutMs ?? 2000;
+    this.log = (options.log ?? pino({ level: 'silent' })).child({ component: 'redis-bus' });
+    const base: RedisOptions = {
+      retryStrategy: (attempt) => Math.min(attempt * 50, MAX_RECONNECT_DELAY_MS),
+      // A socket still connecting when the bus closes is destroyed after this, not ioredis's 2 s.
+      disconnectTimeout: 200,
+      ...options.redis,
+    };
+    this.commands = new Redis(options.url, { ...base, connectionName: `${this.prefix}commands` });
+    // Resubscribing is the subscriber's job: it must know when it is done, to resync readers.
+    this.subscriberConnection = new Redis(options.url, {
+      ...base,
+      connectionName: `${this.prefix}subscriber`,
+      autoResubscribe: false,
+    });
+    this.watchConnection(this.commands, 'commands');
+    this.watchConnection(this.subscriberConnection, 'subscriber');
+    defineTimelineScripts(this.commands);
+    this.subscriber = new RedisSubscriber(this.subscriberConnection, this.log);
+    this.controlReady = this.subscriber.listen(this.controlChannel, {
+      onMessage: (sessionId) => this.cancelRequested(sessionId),
+      // A lost cancel message is not lost for good: the owner sees the mark at its next renewal.
+      onResync: () => undefined,
+    });
+    this.controlReady.catch((error: unknown) => this.log.warn({ err: error }, 'could not subscribe to the control channel'));
+  }
+
+  async publish(sessionId: string, event: EventDraft): Promise<string> {
+    const keys = this.keys(sessionId);
+    const draftJson = JSON.stringify(event);
+    const run = () =>
+      this.call(() =>
+        this.commands.timelinePublish(keys.meta, keys.log, keys.live, draftJson, this.maxEvents, this.ttlS, event.seq),
+      );
+    let reply = await run();
+    if (reply === -1 && (await this.restoreOwnedRun(sessionId))) reply = await run();
+    if (reply === -2) throw new Error(`session ${sessionId}: seq ${event.seq} was already published`);
+    if (typeof reply !== 'string') throw new Error(`session ${sessionId} has no running run to publish to`);
+    const owned = this.owned.get(sessionId);
+    if (owned) owned.lastId = reply;
+    return reply;
+  }
+
+  async signalDone(sessionId: string, done: DonePayload): Promise<string | null> {
+    const keys = this.keys(sessionId);
+    const doneJson = JSON.stringify(done);
+    const run = () =>
+      this.call(() =>
+        this.commands.timelineSignalDone(keys.meta, keys.log, keys.lease, keys.live, doneJson, done.status, this.ttlS),
+      );
+    let reply = await run();
+    if (reply === -1 && (await this.restoreOwnedRun(sessionId))) reply = await run();
+    this.owned.delete(sessionId);
+    return typeof reply === 'string' ? reply : null;
+  }
+
+  async read(sessionId: string, afterId: string | null): Promise<LogSlice> {
+    const keys = this.keys(sessionId);
+    const range = afterId === null ? '-' : `(${afterId}`;
+    const [status, trimmed, lost, first, raw] = await this.call(() =>
+      this.commands.timelineRead(keys.meta, keys.log, range),
+    );
+    const entries = raw.map(toLogEntry);
+    // Events are gone if the cap trimmed them, or if Redis lost the log and the owner had to
+    // start it again: a reader that had not seen the newest of them must be told.
+    const missed =
+      (trimmed !== null && compareEventIds(afterId, trimmed) < 0) ||
+      (lost !== null && compareEventIds(afterId, lost) < 0);
+    return {
+      status: (status as SessionStatus | null) ?? 'waiting',
+      entries,
+      gap: missed ? { after: afterId, first_available: first } : null,
+    };
+  }
+
+  async subscribe(sessionId: string, listener: LiveListener): Promise<Subscription> {
+    this.refuseWhileLost(this.subscriberConnection, 'subscriber');
+    const remove = await this.call(() =>
+      this.subscriber.listen(this.keys(sessionId).live, {
+        onMessage: (message) => {
+          const parsed = parseLiveMessage(message);
+          if (!parsed) {
+            this.log.warn({ session_id: sessionId }, 'ignored a malformed live message');
+            return;
+          }
+          const data = parsed.kind === 'event' ? serializeEvent(parsed.id, parsed.json) : parsed.json;
+          listener.onEntry({ id: parsed.id, kind: parsed.kind, data });
+        },
+        onResync: () => listener.onResync?.(),
+      }),
+    );
+    return { unsubscribe: remove };
+  }
+
+  async claimRun(sessionId: string, owner: string, leaseMs: number): Promise<boolean> {
+    this.refuseWhileLost(this.commands, 'commands');
+    const keys = this.keys(sessionId);
+    const claimed = await this.call(() =>
+      this.commands.timelineClaim(keys.meta, keys.lease, keys.log, owner, leaseMs, this.ttlS, ''),
+    );
+    if (claimed === 1) this.owned.set(sessionId, { owner, leaseMs, lastId: null });
+    return claimed === 1;
+  }
+
+  async renewLease(sessionId: string, owner: string, leaseMs: number): Promise<boolean> {
+    const keys = this.keys(sessionId);
+    const reply = await this.call(() =>
+      this.commands.timelineRenew(keys.meta, keys.lease, keys.log, owner, leaseMs, this.ttlS),
+    );
+    if (reply === -1) return this.restoreOwnedRun(sessionId);
+    if (reply === 0) {
+      this.owned.delete(sessionId);
+      return false;
+    }
+    if (reply === 2) this.cancelRequested(sessionId);
+    return true;
+  }
+
+  async requestCancel(sessionId: string): Promise<CancelRequestOutcome> {
+    this.refuseWhileLost(this.commands, 'commands');
+    const outcome = await this.call(() =>
+      this.commands.timelineCancel(this.keys(sessionId).meta, this.controlChannel, sessionId),
+    );
+    return outcome as CancelRequestOutcome;
+  }
+
+  onCancelRequest(handler: (sessionId: string) => void): () => void {
+    this.cancelHandlers.add(handler);
+    return () => this.cancelHandlers.delete(handler);
+  }
+
+  async ping(): Promise<void> {
+    for (const [name, connection] of [
+      ['commands', this.commands],
+      ['subscriber', this.subscriberConnection],
+    ] as const) {
+      if (connection.status !== 'ready') throw new BusUnavailableError(`Redis ${name} connection is ${connection.status}`);
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new BusUnavailableError('Redis did not answer PING in time')), this.pingTimeoutMs);
+    });
+    try {
+      await Promise.race([this.call(() => this.commands.ping()), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.cancelHandlers.clear();
+    this.owned.clear();
+    await Promise.all([quit(this.commands), quit(this.subscriberConnection)]);
+  }
+
+  /** Channels this instance is subscribed to for sessions (for tests and metrics). */
+  get subscribedSessionCount(): number {
+    return this.subscriber.channelCount - 1;
+  }
+
+  /** Live listeners over all sessions (for tests and metrics). */
+  get listenerCount(): number {
+    return this.subscriber.listenerCount - 1;
+  }
+
+  /** Resolves once this instance receives cancel requests (startup, tests). */
+  async whenListening(): Promise<void> {
+    await this.controlReady;
+  }
+
+  private get controlChannel(): string {
+    return `${this.prefix}control`;
+  }
+
+  private keys(sessionId: string) {
+    const base = `${this.prefix}{${sessionId}}`;
+    return { meta: `${base}:meta`, log: `${base}:log`, lease: `${base}:lease`, live: `${base}:live` };
+  }
+
+  private cancelRequested(sessionId: string): void {
+    for (const handler of [...this.cancelHandlers]) handler(sessionId);
+  }
+
+  /**
+   * Redis lost the keys of a run this instance owns (restarted without persistence):
+   * re-create them, marked with the last id it had acknowledged, so a reader that had not
+   * seen that event hears of the gap, and new ids still follow it.
+   */
+  private async restoreOwnedRun(sessionId: string): Promise<boolean> {
+    const run = this.owned.get(sessionId);
+    if (run === undefined) return false;
+    const keys = this.keys(sessionId);
+    await this.call(() =>
+      this.commands.timelineClaim(keys.meta, keys.lease, keys.log, run.owner, run.leaseMs, this.ttlS, run.lastId ?? ''),
+    );
+    this.log.warn({ session_id: sessionId }, 'Redis lost a running session; its log starts again from here');
+    return true;
+  }
+
+  /**
+   * New work (a stream, a run, a cancel) is refused at once while a connection is lost, so
+   * its caller gets `503 bus_unavailable` instead of waiting for the reconnect. A run already
+   * going keeps publishing: its writes wait in ioredis's queue until Redis is back.
+   */
+  private refuseWhileLost(connection: Redis, name: string): void {
+    if (connection.status === 'reconnecting' || connection.status === 'close' || connection.status === 'end') {
+      throw new BusUnavailableError(`Redis ${name} connection is ${connection.status}`);
+    }
+  }
+
+  /** Runs a Redis call; a connection failure becomes `BusUnavailableError`. */
+  private async call<T>(operation: () => Promise<T>): Promise<T> {
+    try {
+      return await operation();
+    } catch (error) {
+      if (isConnectionError(error)) throw new BusUnavailableError('Redis is unreachable', { cause: error });
+      throw error;
+    }
+  }
+
+  private watchConnection(connection: Redis, name: string): void {
+    let down = false;
+    connection.on('error', (error: Error) => this.log.debug({ err: error, connection: name }, 'redis connection error'));
+    connection.on('close', () => {
+      if (!down) this.log.warn({ connection: name }, 'redis connection lost; reconnecting');
+      down = true;
+    });
+    connection.on('ready', () => {
+      if (down) this.log.info({ connection: name }, 'redis connection restored');
+      down = false;
+    });
+  }
+}
+
+function toLogEntry([id, fields]: RawStreamEntry): LogEntry {
+  return fields[0] === 'e'
+    ? { id, kind: 'event', data: serializeEvent(id, fields[1]) }
+    : { id, kind: 'done', data: fields[1] };
+}
+
+/** ioredis rejects with plain errors when the connection is gone; Redis replies are `ReplyError`s. */
+function isConnectionError(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  return error.name !== 'ReplyError';
+}
+
+async function quit(connection: Redis): Promise<void> {
+  if (connection.status !== 'ready') {
+    // Not connected: a QUIT would wait in the offline queue; stop reconnecting instead.
+    connection.disconnect();
+    return;
+  }
+  try {
+    await connection.quit();
+  } catch {
+    // The connection dropped meanwhile: nothing left to release but the socket.
+    connection.disconnect();
+  }
+}

@@ -1,0 +1,196 @@
+import { randomUUID } from 'node:crypto';
+import type Redis from 'ioredis';
+import type { LogEntry, TimelineBus } from '../../server/timeline/bus';
+import { RedisBus, type RedisBusOptions } from '../../server/timeline/redis-bus';
+import { SessionFeed } from '../../server/timeline/session-feed';
+import { startRedisServer, type RedisServer } from '../helpers/redis-server';
+import { waitUntil } from '../helpers/wait';
+import { describeBusBehaviour, draft } from './bus-behaviour';
+
+let redis: RedisServer;
+let admin: Redis;
+beforeAll(async () => {
+  redis = await startRedisServer();
+  admin = redis.admin();
+});
+afterAll(async () => {
+  await redis?.stop();
+});
+
+/** A bus with its own key prefix, so tests sharing the server cannot see each other's keys. */
+function redisBus(options: Partial<RedisBusOptions> = {}): RedisBus {
+  return new RedisBus({
+    url: redis.url,
+    keyPrefix: `t${randomUUID().slice(0, 8)}:`,
+    redis: { retryStrategy: () => 20 },
+    ...options,
+  });
+}
+
+describeBusBehaviour('RedisBus', async (options) => {
+  const bus = redisBus(options);
+  await bus.whenListening();
+  return bus;
+});
+
+/** Redis clients whose name starts with `prefix` (our connections are named after the key prefix). */
+async function clientsNamed(prefix: string): Promise<string[]> {
+  const list = (await admin.client('LIST')) as string;
+  return list
+    .split('\n')
+    .map((line) => /name=(\S*)/.exec(line)?.[1] ?? '')
+    .filter((name) => name.startsWith(prefix));
+}
+
+async function runningSession(bus: TimelineBus): Promise<string> {
+  const sessionId = randomUUID();
+  expect(await bus.claimRun(sessionId, 'owner', 10000)).toBe(true);
+  return sessionId;
+}
+
+class Entries {
+  readonly list: LogEntry[] = [];
+  get ids(): string[] {
+    return this.list.map((entry) => entry.id);
+  }
+}
+
+describe('RedisBus (Redis only)', () => {
+  const buses: RedisBus[] = [];
+  const newBus = async (options: Partial<RedisBusOptions> = {}) => {
+    const bus = redisBus(options);
+    buses.push(bus);
+    await bus.whenListening();
+    return bus;
+  };
+  afterEach(async () => {
+    await Promise.all(buses.splice(0).map((bus) => bus.close()));
+  });
+
+  it('uses two connections however many sessions are streamed, and subscribes each channel once', async () => {
+    const prefix = `conn${randomUUID().slice(0, 8)}:`;
+    const bus = await newBus({ keyPrefix: prefix });
+    const sessions = Array.from({ length: 50 }, () => randomUUID());
+    const feeds = await Promise.all(
+      sessions.flatMap((sessionId) => [SessionFeed.open(bus, sessionId, null), SessionFeed.open(bus, sessionId, null)]),
+    );
+    expect(feeds).toHaveLength(100);
+    expect((await clientsNamed(prefix)).sort()).toEqual([`${prefix}commands`, `${prefix}subscriber`]);
+    const channels = (await admin.pubsub('CHANNELS', `${prefix}*`)) as string[];
+    expect(channels).toHaveLength(51); // one per session, plus the control channel
+    expect(bus.subscribedSessionCount).toBe(50);
+    expect(bus.listenerCount).toBe(100);
+
+    const [firstReaders, secondReaders] = [feeds.filter((_, i) => i % 2 === 0), feeds.filter((_, i) => i % 2 === 1)];
+    for (const feed of firstReaders) feed.close();
+    expect(bus.subscribedSessionCount).toBe(50); // each session still has one reader
+    for (const feed of secondReaders) feed.close();
+    expect(bus.subscribedSessionCount).toBe(0);
+    expect(bus.listenerCount).toBe(0);
+    await waitUntil(async () => ((await admin.pubsub('CHANNELS', `${prefix}*`)) as string[]).length === 1, {
+      label: 'Redis to drop the session channels',
+    });
+  });
+
+  it('sets the TTL on every key of a session', async () => {
+    const prefix = `ttl${randomUUID().slice(0, 8)}:`;
+    const bus = await newBus({ keyPrefix: prefix, eventTtlS: 120 });
+    const sessionId = await runningSession(bus);
+    await bus.publish(sessionId, draft(sessionId, 1));
+    await bus.signalDone(sessionId, { status: 'completed' });
+    const keys = await admin.keys(`${prefix}*`);
+    expect(keys.sort()).toEqual([`${prefix}{${sessionId}}:log`, `${prefix}{${sessionId}}:meta`]);
+    for (const key of keys) {
+      const ttl = await admin.ttl(key);
+      expect(ttl).toBeGreaterThan(100);
+      expect(ttl).toBeLessThanOrEqual(120);
+    }
+  });
+
+  it('uses the Redis Stream id as the event id', async () => {
+    const prefix = `ids${randomUUID().slice(0, 8)}:`;
+    const bus = await newBus({ keyPrefix: prefix });
+    const sessionId = await runningSession(bus);
+    const id = await bus.publish(sessionId, draft(sessionId, 1));
+    const raw = (await admin.xrange(`${prefix}{${sessionId}}:log`, '-', '+')) as Array<[string, string[]]>;
+    expect(raw.map(([streamId]) => streamId)).toEqual([id]);
+    const [entry] = (await bus.read(sessionId, null)).entries;
+    expect(JSON.parse(entry.data)).toEqual({ event_id: id, ...draft(sessionId, 1) });
+  });
+
+  it('delivers to a second instance what the first publishes, live and by replay', async () => {
+    const a = await newBus({ keyPrefix: 'shared-ab:' });
+    const b = await newBus({ keyPrefix: 'shared-ab:' });
+    const sessionId = await runningSession(a);
+    const first = await a.publish(sessionId, draft(sessionId, 1));
+    const live = new Entries();
+    await b.subscribe(sessionId, { onEntry: (entry) => live.list.push(entry) });
+    const second = await a.publish(sessionId, draft(sessionId, 2));
+    const doneId = await a.signalDone(sessionId, { status: 'completed' });
+    await waitUntil(() => live.list.length === 2, { label: 'live entries on the other instance' });
+    expect(live.ids).toEqual([second, doneId]);
+    expect((await b.read(sessionId, null)).entries.map((entry) => entry.id)).toEqual([first, second, doneId]);
+    expect(await b.claimRun(sessionId, 'other-owner', 10000)).toBe(false);
+  });
+
+  it('sends a cancel request to the instance that owns the run', async () => {
+    const owner = await newBus({ keyPrefix: 'shared-cancel:' });
+    const other = await newBus({ keyPrefix: 'shared-cancel:' });
+    const sessionId = await runningSession(owner);
+    const heard: string[] = [];
+    const stop = owner.onCancelRequest((id) => heard.push(id));
+    expect(await other.requestCancel(sessionId)).toBe('cancelling');
+    await waitUntil(() => heard.length === 1, { label: 'the owner to hear the cancel' });
+    expect(heard).toEqual([sessionId]);
+    stop();
+  });
+
+  it('tells the owner of a pending cancel again at each lease renewal, in case the message was lost', async () => {
+    const owner = await newBus({ keyPrefix: 'shared-missed:' });
+    const other = await newBus({ keyPrefix: 'shared-missed:' });
+    const sessionId = await runningSession(owner);
+    const heard: string[] = [];
+    owner.onCancelRequest((id) => heard.push(id));
+    expect(await owner.renewLease(sessionId, 'owner', 10000)).toBe(true);
+    expect(heard).toEqual([]);
+    expect(await other.requestCancel(sessionId)).toBe('cancelling');
+    await waitUntil(() => heard.length === 1, { label: 'the pub/sub cancel' });
+    expect(await owner.renewLease(sessionId, 'owner', 10000)).toBe(true);
+    expect(heard).toEqual([sessionId, sessionId]);
+  });
+
+  it('rejects with bus_unavailable and fails readiness while Redis is unreachable', async () => {
+    const bus = redisBus({ url: 'redis://127.0.0.1:1', redis: { retryStrategy: () => 50, maxRetriesPerRequest: 0 } });
+    buses.push(bus);
+    await expect(bus.ping()).rejects.toMatchObject({ code: 'bus_unavailable' });
+    await expect(bus.read(randomUUID(), null)).rejects.toMatchObject({ code: 'bus_unavailable' });
+  });
+
+  describe('a lost pub/sub connection', () => {
+    it('resubscribes and re-reads, so a feed misses nothing published while the subscriber was away', async () => {
+      const prefix = `kill${randomUUID().slice(0, 8)}:`;
+      // A slow reconnect, so the publishes below happen while the subscriber is gone.
+      const bus = await newBus({ keyPrefix: prefix, redis: { retryStrategy: () => 300 } });
+      const sessionId = await runningSession(bus);
+      const before = [await bus.publish(sessionId, draft(sessionId, 1))];
+      const feed = await SessionFeed.open(bus, sessionId, null);
+      const received = new Entries();
+      let gaps = 0;
+      feed.start({ entry: (entry) => received.list.push(entry), gap: () => gaps++, failed: (error) => { throw error; } });
+      await waitUntil(() => received.list.length === 1, { label: 'the first event' });
+
+      expect(await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub')).toBeGreaterThanOrEqual(1);
+      const during: string[] = [];
+      for (let seq = 2; seq <= 6; seq++) during.push(await bus.publish(sessionId, draft(sessionId, seq)));
+      await waitUntil(async () => ((await admin.pubsub('NUMSUB', `${prefix}{${sessionId}}:live`)) as [string, number])[1] === 1, {
+        label: 'the subscriber to come back',
+      });
+      const after = [await bus.publish(sessionId, draft(sessionId, 7))];
+      const doneId = (await bus.signalDone(sessionId, { status: 'completed' })) as string;
+      await waitUntil(() => received.list.some((entry) => entry.kind === 'done'), { label: 'done after the reconnect' });
+      feed.close();
+      expect(received.ids).toEqual([...before, ...during, ...after, doneId]);
+      expect(gaps).toBe(0);
+    });
+  });
+});
