@@ -12,6 +12,7 @@ import { ScriptedModel } from './models/scripted-model';
 import { RunManager } from './runs/run-manager';
 import type { TimelineBus } from './timeline/bus';
 import { MemoryBus } from './timeline/memory-bus';
+import { RedisBus } from './timeline/redis-bus';
 import { createDefaultRegistry, type WorkflowRegistry } from './workflows/registry';
 
 /** Parts a caller (tests, benchmarks) may supply instead of the ones the config implies. */
@@ -38,11 +39,10 @@ export interface Service {
   close(): Promise<void>;
 }
 
-function defaultBus(config: Config): TimelineBus {
-  if (config.redisUrl) {
-    throw new Error('REDIS_URL is set but the Redis bus is not available in this build');
-  }
-  return new MemoryBus({ eventTtlS: config.eventTtlS, maxEventsPerSession: config.maxEventsPerSession });
+function defaultBus(config: Config, log: Logger): TimelineBus {
+  const retention = { eventTtlS: config.eventTtlS, maxEventsPerSession: config.maxEventsPerSession };
+  if (config.redisUrl) return new RedisBus({ url: config.redisUrl, ...retention, log });
+  return new MemoryBus(retention);
 }
 
 function defaultModel(config: Config): Model {
@@ -55,7 +55,7 @@ function defaultModel(config: Config): Model {
 export function createService(config: Config, parts: ServiceParts = {}): Service {
   const log = parts.log ?? createLogger(config.logLevel);
   const metrics = parts.metrics ?? new Metrics();
-  const bus = parts.bus ?? defaultBus(config);
+  const bus = parts.bus ?? defaultBus(config, log);
   const model = parts.model ?? defaultModel(config);
   const registry = parts.registry ?? createDefaultRegistry({ maxEventsPerSession: config.maxEventsPerSession });
   const runs = new RunManager({ bus, model, log, metrics, runLeaseMs: config.runLeaseMs });
