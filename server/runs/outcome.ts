@@ -1,5 +1,6 @@
 import type { DonePayload, ErrorInfo } from '../../client-sdk/src/types';
 import { ModelError } from '../models/model';
+import { BusUnavailableError } from '../timeline/bus';
 import { RunAbort } from './run-abort';
 
 /** How a run ended: the `done` payload, and the status a synchronous execute answers with. */
@@ -20,6 +21,9 @@ export function endingFromError(error: unknown, signal: AbortSignal): RunEnding 
   }
   if (abort?.reason === 'lease_lost') {
     return failed({ code: 'run_lost', message: 'The run lost its lease and was taken over' }, 500);
+  }
+  if (error instanceof BusUnavailableError) {
+    return failed({ code: 'bus_unavailable', message: 'The event bus stayed unreachable longer than BUS_OUTAGE_MS' }, 503);
   }
   if (error instanceof ModelError) {
     return { done: { status: 'failed', error: { code: error.code, message: error.message } }, failure: { status: 502, code: 'workflow_failed' } };

@@ -24,6 +24,11 @@ export interface RedisBusOptions {
   maxEventsPerSession?: number;
   /** Prefix of every key and channel, so several deployments can share one Redis. Defaults to `timeline:`. */
   keyPrefix?: string;
+  /**
+   * How long a command waits for an unreachable Redis before it fails (a run's publishes,
+   * queued meanwhile, then fail with `bus_unavailable`). Defaults to `30000`.
+   */
+  outageMs?: number;
   /** How long `ping` waits for Redis. Defaults to `2000`. */
   pingTimeoutMs?: number;
   log?: Logger;
@@ -38,8 +43,20 @@ interface OwnedRun {
   lastId: string | null;
 }
 
-/** Longest wait between two reconnect attempts, in milliseconds. */
-const MAX_RECONNECT_DELAY_MS = 1000;
+/** Wait before reconnect attempt `attempt` (1-based): 50 ms more each time, at most 1 s. */
+export function reconnectDelay(attempt: number): number {
+  return Math.min(attempt * 50, 1000);
+}
+
+/**
+ * ioredis fails a queued command after a number of reconnect attempts, not after a time:
+ * the number of attempts whose delays add up to `ms`.
+ */
+export function reconnectsWithin(ms: number): number {
+  let attempts = 0;
+  for (let waited = 0; waited < ms; ) waited += reconnectDelay(++attempts);
+  return attempts;
+}
 
 /**
  * The bus for real deployments: any instance serves any session. Each session's log is a
@@ -71,7 +88,8 @@ export class RedisBus implements TimelineBus {
     this.pingTimeoutMs = options.pingTimeoutMs ?? 2000;
     this.log = (options.log ?? pino({ level: 'silent' })).child({ component: 'redis-bus' });
     const base: RedisOptions = {
-      retryStrategy: (attempt) => Math.min(attempt * 50, MAX_RECONNECT_DELAY_MS),
+      retryStrategy: reconnectDelay,
+      maxRetriesPerRequest: reconnectsWithin(options.outageMs ?? 30000),
       // A socket still connecting when the bus closes is destroyed after this, not ioredis's 2 s.
       disconnectTimeout: 200,
       ...options.redis,

@@ -23,8 +23,8 @@ describe('two instances on one Redis', () => {
     await redis?.stop();
   });
 
-  async function startInstance(url: string): Promise<RunningService> {
-    const bus = new RedisBus({ url, redis: { retryStrategy: () => 50 } });
+  async function startInstance(url: string, outageMs?: number): Promise<RunningService> {
+    const bus = new RedisBus({ url, outageMs, redis: { retryStrategy: () => 50 } });
     const service = await startService({ redisUrl: url, keepAliveMs: null }, { bus });
     await bus.whenListening();
     return service;
@@ -162,5 +162,31 @@ describe('two instances on one Redis', () => {
     }
     await waitUntil(async () => (await request(`${a.url}/readyz`)).status === 200, { label: 'readyz after Redis is back' });
     await waitUntil(async () => (await request(`${b.url}/readyz`)).status === 200, { label: 'readyz of b' });
+  });
+
+  it('fails a run whose Redis stays down longer than BUS_OUTAGE_MS with 503 bus_unavailable, and lives on', async () => {
+    const c = await startInstance(redis.url, 300);
+    try {
+      const sessionId = newSessionId();
+      const reader = await follow(a, sessionId);
+      const run = execute(c.url, synthetic(sessionId, { events: 500, interval_ms: 10 }));
+      await reader.waitFor((frame) => frame.event === undefined && JSON.parse(frame.data).seq === 5);
+      await redis.kill();
+      let response: Awaited<typeof run>;
+      try {
+        response = await run;
+      } finally {
+        await redis.start();
+      }
+      expect(response.status).toBe(503);
+      expect(response.body).toEqual({
+        error: { code: 'bus_unavailable', message: expect.any(String) },
+        session_id: sessionId,
+      });
+      await waitUntil(async () => (await request(`${c.url}/readyz`)).status === 200, { label: 'c ready again' });
+      expect((await execute(c.url, synthetic(newSessionId(), { events: 2 }))).status).toBe(200);
+    } finally {
+      await c.close();
+    }
   });
 });
