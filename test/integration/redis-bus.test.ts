@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type Redis from 'ioredis';
 import type { LogEntry, TimelineBus } from '../../server/timeline/bus';
 import { RedisBus, type RedisBusOptions } from '../../server/timeline/redis-bus';
+import { compareEventIds } from '../../server/timeline/event-id';
 import { SessionFeed } from '../../server/timeline/session-feed';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server';
 import { waitUntil } from '../helpers/wait';
@@ -191,6 +192,53 @@ describe('RedisBus (Redis only)', () => {
       feed.close();
       expect(received.ids).toEqual([...before, ...during, ...after, doneId]);
       expect(gaps).toBe(0);
+    });
+  });
+
+  it('appends a resent event once: the same seq again answers the id it already has', async () => {
+    const bus = await newBus();
+    const sessionId = await runningSession(bus);
+    const first = await bus.publish(sessionId, draft(sessionId, 1));
+    expect(await bus.publish(sessionId, draft(sessionId, 1))).toBe(first);
+    await expect(bus.publish(sessionId, draft(sessionId, 0))).rejects.toThrow('already published');
+    const second = await bus.publish(sessionId, draft(sessionId, 2));
+    expect((await bus.read(sessionId, null)).entries.map((entry) => entry.id)).toEqual([first, second]);
+  });
+
+  describe('a Redis restart that loses everything (no persistence)', () => {
+    let own: RedisServer;
+    beforeAll(async () => {
+      own = await startRedisServer();
+    });
+    afterAll(async () => {
+      await own?.stop();
+    });
+
+    it('lets the owner go on, with later ids, and tells only readers that missed something of the gap', async () => {
+      const owner = await newBus({ url: own.url, keyPrefix: 'lost:' });
+      const other = await newBus({ url: own.url, keyPrefix: 'lost:' });
+      const sessionId = await runningSession(owner);
+      const before = [];
+      for (let seq = 1; seq <= 3; seq++) before.push(await owner.publish(sessionId, draft(sessionId, seq)));
+
+      await own.restart();
+      expect((await own.admin().keys('*')).length).toBe(0);
+
+      expect(await other.renewLease(sessionId, 'owner', 10000)).toBe(false); // not its run
+      const after = await owner.publish(sessionId, draft(sessionId, 4));
+      expect(compareEventIds(after, before[2])).toBeGreaterThan(0);
+      expect(await owner.renewLease(sessionId, 'owner', 10000)).toBe(true);
+
+      expect(await other.read(sessionId, null)).toMatchObject({ status: 'running', gap: { after: null, first_available: after } });
+      expect(await other.read(sessionId, before[1])).toMatchObject({ gap: { after: before[1], first_available: after } });
+      const caughtUp = await other.read(sessionId, before[2]);
+      expect(caughtUp.gap).toBeNull();
+      expect(caughtUp.entries.map((entry) => entry.id)).toEqual([after]);
+
+      const doneId = await owner.signalDone(sessionId, { status: 'completed' });
+      expect(doneId).not.toBeNull();
+      expect(await other.claimRun(sessionId, 'late', 10000)).toBe(false);
+      expect((await other.read(sessionId, after)).entries.map((entry) => entry.id)).toEqual([doneId]);
     });
   });
 });
