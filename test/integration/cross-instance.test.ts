@@ -89,6 +89,27 @@ describe('two instances on one Redis', () => {
     expect(all).toEqual(range(1, 62));
   });
 
+  it('holds two Redis connections per instance however many streams are open', async () => {
+    const admin = redis.admin();
+    const named = async () =>
+      ((await admin.client('LIST')) as string)
+        .split('\n')
+        .map((line) => /name=(\S*)/.exec(line)?.[1] ?? '')
+        .filter((name) => name.startsWith('timeline:'))
+        .sort();
+    const channels = async () => ((await admin.pubsub('CHANNELS', 'timeline:{*')) as string[]).length;
+    const before = await named();
+    expect(before).toEqual(['timeline:commands', 'timeline:commands', 'timeline:subscriber', 'timeline:subscriber']);
+    const channelsBefore = await channels();
+    const readers = await Promise.all(Array.from({ length: 60 }, (_, i) => follow(i % 2 ? a : b, newSessionId())));
+    expect(await named()).toEqual(before);
+    expect(await channels()).toBe(channelsBefore + 60);
+    for (const reader of readers) reader.destroy();
+    await waitUntil(async () => (await channels()) === channelsBefore, {
+      label: 'every session channel to be unsubscribed once its streams closed',
+    });
+  });
+
   it('lets exactly one of two instances start a session id; the other answers 409 session_conflict', async () => {
     for (let round = 0; round < 10; round++) {
       const sessionId = newSessionId();
