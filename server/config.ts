@@ -11,7 +11,7 @@ export interface Config {
   redisUrl: string | null;
   /** `ANTHROPIC_API_KEY`. Unset means the offline scripted model. */
   anthropicApiKey: string | null;
-  /** `ANTHROPIC_MODEL`. Defaults to `claude-sonnet-4-5`. */
+  /** `ANTHROPIC_MODEL`. Defaults to `claude-sonnet-5-5`. */
   anthropicModel: string;
   /** `ANTHROPIC_BASE_URL`. Unset means the SDK's default. */
   anthropicBaseUrl: string | null;
@@ -51,7 +51,7 @@ export const DEFAULT_CONFIG: Config = {
   port: 3000,
   redisUrl: null,
   anthropicApiKey: null,
-  anthropicModel: 'claude-sonnet-4-5',
+  anthropicModel: 'claude-sonnet-5-5',
   anthropicBaseUrl: null,
   keepAliveMs: 15000,
   shutdownGraceMs: 10000,

@@ -8,7 +8,7 @@ import { StreamRegistry } from './http/stream-registry';
 import { createLogger } from './log';
 import { Metrics } from './metrics';
 import type { Model } from './models/model';
-import { ScriptedModel } from './models/scripted-model';
+import { createModel } from './models/select-model';
 import { RunManager } from './runs/run-manager';
 import type { TimelineBus } from './timeline/bus';
 import { MemoryBus } from './timeline/memory-bus';
@@ -41,22 +41,19 @@ export interface Service {
 
 function defaultBus(config: Config, log: Logger): TimelineBus {
   const retention = { eventTtlS: config.eventTtlS, maxEventsPerSession: config.maxEventsPerSession };
-  if (config.redisUrl) return new RedisBus({ url: config.redisUrl, ...retention, log });
+  if (config.redisUrl) return new RedisBus({ url: config.redisUrl, ...retention, outageMs: config.busOutageMs, log });
   return new MemoryBus(retention);
 }
 
-function defaultModel(config: Config): Model {
-  if (config.anthropicApiKey) {
-    throw new Error('ANTHROPIC_API_KEY is set but the Anthropic provider is not available in this build');
-  }
-  return new ScriptedModel();
+function defaultModel(config: Config, log: Logger): Model {
+  return createModel(config, log);
 }
 
 export function createService(config: Config, parts: ServiceParts = {}): Service {
   const log = parts.log ?? createLogger(config.logLevel);
   const metrics = parts.metrics ?? new Metrics();
   const bus = parts.bus ?? defaultBus(config, log);
-  const model = parts.model ?? defaultModel(config);
+  const model = parts.model ?? defaultModel(config, log);
   const registry = parts.registry ?? createDefaultRegistry({ maxEventsPerSession: config.maxEventsPerSession });
   const runs = new RunManager({ bus, model, log, metrics, runLeaseMs: config.runLeaseMs });
   const streams = new StreamRegistry(config.maxStreams);

@@ -47,13 +47,13 @@ export function createAgentsWorkflow(options: AgentsWorkflowOptions = {}): Workf
     params: agentsParams,
     async run(input, ctx): Promise<AgentsResult> {
       const run = new AgentsRun(input, ctx, options.tokenIntervalMs ?? 50);
-      const decision = await run.decideRoute();
+      const { decision, usage } = await run.decideRoute();
       await ctx.emit({
         type: 'ROUTER_THOUGHT',
         status: 'SUCCESS',
         message: `Router chose ${decision.route} (confidence ${decision.confidence})`,
         agent_name: 'router',
-        details: { ...decision },
+        details: { ...decision, ...(usage && { usage }) },
       });
       const answer = await run.answer(decision.route);
       return { route: decision.route, answer, usage: run.usage };
@@ -125,9 +125,10 @@ class AgentsRun {
     this.params = input.params;
   }
 
-  async decideRoute(): Promise<RouteDecision> {
+  /** The route, and the usage of the router's model call when there was one. */
+  async decideRoute(): Promise<{ decision: RouteDecision; usage?: ModelUsage }> {
     if (this.params.route) {
-      return { route: this.params.route, reason: 'forced by params.route', confidence: 1 };
+      return { decision: { route: this.params.route, reason: 'forced by params.route', confidence: 1 } };
     }
     const reply = await this.ctx.model.stream(
       {
@@ -141,9 +142,10 @@ class AgentsRun {
     this.addUsage(reply.usage);
     this.ctx.signal.throwIfAborted();
     const decision = parseRouteDecision(reply.text);
-    if (decision) return decision;
-    this.ctx.log.warn({ session_id: this.ctx.sessionId, reply: reply.text }, 'unparsable router reply');
-    return FALLBACK;
+    if (!decision) {
+      this.ctx.log.warn({ session_id: this.ctx.sessionId, reply: reply.text }, 'unparsable router reply');
+    }
+    return { decision: decision ?? FALLBACK, usage: reply.usage };
   }
 
   answer(route: Route): Promise<string> {
@@ -201,7 +203,7 @@ class AgentsRun {
         agent_name: speaker,
         details: { turn },
       });
-      const { text } = await this.streamReply(speaker, {
+      const { text, usage } = await this.streamReply(speaker, {
         purpose: speaker,
         system: SPEAKERS[speaker],
         messages: [
@@ -220,7 +222,7 @@ class AgentsRun {
         status: 'SUCCESS',
         message: `${title(speaker)} finished turn ${turn} of ${this.params.turns}`,
         agent_name: speaker,
-        details: { turn, text },
+        details: { turn, text, usage },
       });
     }
     await this.start('moderator');

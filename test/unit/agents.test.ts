@@ -161,12 +161,22 @@ describe('agents workflow', () => {
     expect(model.calls.every((c) => c.signal === ctx.signal)).toBe(true);
   });
 
+  it('reports each model call\'s usage with the step that ends it', async () => {
+    const { ctx, model } = await runAgents('Compare tabs versus spaces', { turns: 2 });
+    const usageOf = (k: number) => model.calls[k].reply?.usage;
+    const router = ctx.steps.find((s) => s.type === 'ROUTER_THOUGHT');
+    expect(router?.details?.usage).toEqual(usageOf(0));
+    const turns = ctx.steps.filter((s) => s.type === 'AGENT_MESSAGE');
+    expect(turns.map((t) => t.details?.usage)).toEqual([usageOf(1), usageOf(2)]);
+    expect(ctx.steps.at(-1)).toMatchObject({ type: 'AGENT_COMPLETE', details: { usage: usageOf(3) } });
+    expect(usageOf(1)?.output_tokens).toBeGreaterThan(0);
+  });
+
   it('honours a forced route without asking the model to route', async () => {
     const { ctx, model, result } = await runAgents('How do tides work?', { route: 'writer' });
-    expect(ctx.steps[0]).toMatchObject({
-      type: 'ROUTER_THOUGHT',
-      details: { route: 'writer', reason: 'forced by params.route', confidence: 1 },
-    });
+    expect(ctx.steps[0]).toMatchObject({ type: 'ROUTER_THOUGHT' });
+    // No model call decided it, so there is no usage to report.
+    expect(ctx.steps[0].details).toEqual({ route: 'writer', reason: 'forced by params.route', confidence: 1 });
     expect(model.calls.map((c) => c.request.purpose)).toEqual(['writer']);
     expect(result.route).toBe('writer');
   });
