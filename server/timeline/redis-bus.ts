@@ -243,12 +243,12 @@ export class RedisBus implements TimelineBus {
 
   /** Channels this instance is subscribed to for sessions (for tests and metrics). */
   get subscribedSessionCount(): number {
-    return this.subscriber.channelCount - 1;
+    return this.subscriber.channelCount - (this.subscriber.listenersOf(this.controlChannel) > 0 ? 1 : 0);
   }
 
   /** Live listeners over all sessions (for tests and metrics). */
   get listenerCount(): number {
-    return this.subscriber.listenerCount - 1;
+    return this.subscriber.listenerCount - this.subscriber.listenersOf(this.controlChannel);
   }
 
   /** Resolves once this instance receives cancel requests (startup, tests). */

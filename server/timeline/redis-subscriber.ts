@@ -55,6 +55,11 @@ export class RedisSubscriber {
     return count;
   }
 
+  /** Listeners of one channel (0 when it is not subscribed). */
+  listenersOf(name: string): number {
+    return this.channels.get(name)?.listeners.size ?? 0;
+  }
+
   /** Resolves once messages of `name` reach `listener`; returns the function that removes it. */
   async listen(name: string, listener: ChannelListener): Promise<() => void> {
     let channel = this.channels.get(name);
