@@ -218,12 +218,8 @@ export class RedisBus implements TimelineBus {
   }
 
   async ping(): Promise<void> {
-    for (const [name, connection] of [
-      ['commands', this.commands],
-      ['subscriber', this.subscriberConnection],
-    ] as const) {
-      if (connection.status !== 'ready') throw new BusUnavailableError(`Redis ${name} connection is ${connection.status}`);
-    }
+    this.refuseWhileLost(this.commands, 'commands');
+    this.refuseWhileLost(this.subscriberConnection, 'subscriber');
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_resolve, reject) => {
       timer = setTimeout(() => reject(new BusUnavailableError('Redis did not answer PING in time')), this.pingTimeoutMs);

@@ -83,7 +83,9 @@ export class SessionFeed {
   }
 
   private onLive(entry: LogEntry): void {
-    if (this.closed) return;
+    // An entry at or before the reader's position is one it has (or asked not to get); over
+    // Redis, one may even come from an earlier subscription of the same channel.
+    if (this.closed || compareEventIds(entry.id, this.lastId) <= 0) return;
     if (this.catchingUp) this.pending.push(entry);
     else this.deliver(entry);
   }

@@ -616,6 +616,38 @@ export function describeBusBehaviour(name: string, makeBus: MakeBus, cleanup: Cl
         waiting.close();
       });
 
+      it('ignores a live entry at or before the reader position, as a late message of an earlier subscription', async () => {
+        const bus = await newBus();
+        const sessionId = await startSession(bus);
+        const [eventId] = await publishMany(bus, sessionId, 1);
+        const doneId = (await bus.signalDone(sessionId, { status: 'completed' })) as string;
+        const { entries } = await bus.read(sessionId, null);
+        // The done message of a subscription just closed reaches the next one of the channel.
+        const echoing = new Proxy(bus, {
+          get(target, property) {
+            if (property === 'subscribe') {
+              return async (id: string, listener: LiveListener) => {
+                const subscription = await target.subscribe(id, listener);
+                for (const entry of entries) listener.onEntry(entry);
+                return subscription;
+              };
+            }
+            const value = Reflect.get(target, property, target);
+            return typeof value === 'function' ? value.bind(target) : value;
+          },
+        });
+        const afterDone = await SessionFeed.open(echoing, sessionId, doneId);
+        expect(afterDone.finishedAlready).toBe(true);
+        afterDone.close();
+
+        const afterEvent = await SessionFeed.open(echoing, sessionId, eventId);
+        const sink = new FeedRecorder();
+        afterEvent.start(sink);
+        await sink.untilDone();
+        afterEvent.close();
+        expect(ids(sink.entries)).toEqual([doneId]);
+      });
+
       it('delivers nothing more once closed', async () => {
         const bus = await newBus();
         const sessionId = await startSession(bus);
