@@ -78,7 +78,12 @@ export function createService(config: Config, parts: ServiceParts = {}): Service
     streams.closeAll();
     await runs.shutdown(config.shutdownGraceMs);
     server?.closeIdleConnections();
+    // A socket that never sent a request (a client's spare keep-alive connection) is not idle
+    // to Node and would hold the close until its timeout: once the last responses had a
+    // moment to flush, close whatever is left.
+    const lingering = setTimeout(() => server?.closeAllConnections(), 1000);
     await stopAccepting;
+    clearTimeout(lingering);
     await bus.close();
   };
 
