@@ -1,0 +1,76 @@
+import { randomUUID } from 'node:crypto';
+import { TimelineClient } from '../../client-sdk/src';
+import type { Config } from '../../server/config';
+import { RedisBus } from '../../server/timeline/redis-bus';
+import { startRedisServer, type RedisServer } from '../helpers/redis-server';
+import { startService, type RunningService } from '../helpers/service';
+import { startTcpProxy } from '../helpers/tcp-proxy';
+import { describeSdkBehaviour, followed, range, SDK_SUITE_CONFIG, seqs, settle } from './sdk-behaviour';
+
+let redis: RedisServer;
+beforeAll(async () => {
+  redis = await startRedisServer();
+});
+afterAll(async () => {
+  await redis?.stop();
+});
+
+/** A service on the shared private Redis, with its own key prefix so tests cannot see each other. */
+async function startRedisService(overrides: Partial<Config>, keyPrefix = `sdk${randomUUID().slice(0, 8)}:`): Promise<RunningService> {
+  const config = { ...overrides, redisUrl: redis.url };
+  const bus = new RedisBus({
+    url: redis.url,
+    keyPrefix,
+    eventTtlS: config.eventTtlS,
+    maxEventsPerSession: config.maxEventsPerSession,
+    redis: { retryStrategy: () => 50 },
+  });
+  const service = await startService(config, { bus });
+  await bus.whenListening();
+  return service;
+}
+
+describeSdkBehaviour('Redis bus', (overrides) => startRedisService(overrides));
+
+describe('client SDK across two instances on one Redis', () => {
+  const services: RunningService[] = [];
+  afterEach(async () => {
+    await Promise.all(services.splice(0).map((service) => service.close()));
+  });
+
+  it('resumes on the other instance when its connection is cut (a load balancer moving it)', async () => {
+    const prefix = `sdk${randomUUID().slice(0, 8)}:`;
+    const [a, b] = await Promise.all([startRedisService(SDK_SUITE_CONFIG, prefix), startRedisService(SDK_SUITE_CONFIG, prefix)]);
+    services.push(a, b);
+    const proxy = await startTcpProxy(Number(new URL(a.url).port));
+    try {
+      const controller = new AbortController();
+      const client = new TimelineClient({ baseUrl: proxy.url, reconnect: { initialDelayMs: 50 } });
+      const run = client.execute({ project_id: 'p1', query: 'load', workflow: 'synthetic', params: { events: 40, interval_ms: 10 } }, {
+        signal: controller.signal,
+      });
+      const seen = followed(run);
+      const onEvent = run.onEvent;
+      run.onEvent = (event) => {
+        onEvent?.(event);
+        if (event.seq !== 15) return;
+        proxy.setTarget(Number(new URL(b.url).port));
+        proxy.cutAll();
+      };
+      expect(await settle(run)).toEqual({ result: { events: 40 } });
+      expect(seqs(seen.events)).toEqual(range(1, 42));
+      expect(seen.gaps).toEqual([]);
+      // The run executed on A; after the cut B served the stream, resuming from the last id.
+      const portOf = (service: RunningService) => Number(new URL(service.url).port);
+      const [post] = proxy.requests.filter((request) => request.path === '/execute');
+      expect(post.target).toBe(portOf(a));
+      const streams = proxy.requests.filter((request) => request.path.startsWith('/timeline/stream/'));
+      expect(streams.map((request) => request.target)).toEqual([portOf(a), ...streams.slice(1).map(() => portOf(b))]);
+      expect(streams.length).toBeGreaterThanOrEqual(2);
+      expect(seen.events.map((event) => event.event_id)).toContain(streams[1].headers['last-event-id']);
+      controller.abort();
+    } finally {
+      await proxy.close();
+    }
+  });
+});
