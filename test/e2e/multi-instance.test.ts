@@ -4,7 +4,8 @@ import { cancelSession, expectJsonError, request } from '../helpers/api';
 import { startProcess, stopAllProcesses, type ListeningProcess } from '../helpers/process';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server';
 import { execute, newSessionId, synthetic } from '../helpers/service';
-import { isNamed, openSse, timelineEvents, type SseReader } from '../helpers/sse-reader';
+import { isNamed, timelineEvents, type SseReader, seqAtLeast, openReady } from '../helpers/sse-reader';
+import { range, seqs } from '../helpers/timeline-fixtures';
 import { waitUntil, within } from '../helpers/wait';
 
 /**
@@ -31,17 +32,12 @@ afterAll(async () => {
 });
 
 async function follow(proc: ListeningProcess, sessionId: string, headers: Record<string, string> = {}): Promise<SseReader> {
-  const reader = await openSse(`${proc.url}/timeline/stream/${sessionId}`, { headers });
+  const reader = await openReady(`${proc.url}/timeline/stream/${sessionId}`, { headers });
   readers.push(reader);
-  expect(reader.status).toBe(200);
-  await reader.waitFor(isNamed('ready'));
   return reader;
 }
 
-const seqAtLeast = (at: number) => (frame: { event?: string; data: string }) =>
-  frame.event === undefined && (JSON.parse(frame.data) as TimelineEvent).seq >= at;
-const seqs = (reader: SseReader) => timelineEvents<TimelineEvent>(reader).map((event) => event.seq);
-const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+const seqsOf = (reader: SseReader) => seqs(timelineEvents<TimelineEvent>(reader));
 
 it('streams through one process a run executing in the other, to a standard EventSource client', async () => {
   const sessionId = newSessionId();
@@ -58,7 +54,7 @@ it('streams through one process a run executing in the other, to a standard Even
   } finally {
     source.close();
   }
-  expect(received.map((event) => event.seq)).toEqual(range(1, 32));
+  expect(seqs(received)).toEqual(range(1, 32));
 });
 
 it('keeps a run and its stream going across a Redis restart, then resumes on the other process', async () => {
@@ -80,7 +76,7 @@ it('keeps a run and its stream going across a Redis restart, then resumes on the
   const second = await follow(b, sessionId, { 'Last-Event-ID': lastId });
   const done = await second.waitFor(isNamed('done'), 20000, 'done on the other process');
   expect(JSON.parse(done.data)).toEqual({ status: 'completed', result: { events: 100 } });
-  expect([...seqs(first), ...seqs(second)]).toEqual(range(1, 102));
+  expect([...seqsOf(first), ...seqsOf(second)]).toEqual(range(1, 102));
   expect([...first.frames, ...second.frames].filter(isNamed('gap'))).toEqual([]);
   // Both processes lived through it, and report ready again.
   await waitUntil(async () => (await request(`${a.url}/readyz`)).status === 200, { label: 'a ready' });
@@ -104,7 +100,7 @@ it('survives Redis being down under an open stream, reports not ready, and recov
   // The stream that waited through the outage still sees the run that starts now.
   expect((await execute(b.url, synthetic(sessionId, { events: 5 }))).status).toBe(200);
   await waiting.waitFor(isNamed('done'), 10000, 'done after the outage');
-  expect(seqs(waiting)).toEqual(range(1, 7));
+  expect(seqsOf(waiting)).toEqual(range(1, 7));
 });
 
 it('cancels, from one process, a run owned by the other', async () => {

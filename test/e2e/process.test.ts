@@ -3,7 +3,7 @@ import { EventSource, type ErrorEvent } from 'eventsource';
 import type { DonePayload, ErrorBody, ExecuteResult, TimelineEvent } from '../../client-sdk/src/types';
 import { postExecuteRaw } from '../helpers/api';
 import { newSessionId, synthetic } from '../helpers/service';
-import { isNamed, openSse, timelineEvents, type SseFrame, type SseReader } from '../helpers/sse-reader';
+import { isNamed, timelineEvents, type SseFrame, type SseReader, openReady } from '../helpers/sse-reader';
 import { within } from '../helpers/wait';
 import { freePort, spawnService, startProcess, stopAllProcesses, type ListeningProcess, type LogLine } from '../helpers/process';
 
@@ -22,10 +22,8 @@ afterEach(async () => {
 });
 
 async function stream(url: string): Promise<SseReader> {
-  const reader = await openSse(url);
+  const reader = await openReady(url);
   readers.push(reader);
-  expect(reader.status).toBe(200);
-  await reader.waitFor(isNamed('ready'));
   return reader;
 }
 

@@ -145,9 +145,24 @@ export function openSse(url: string, options: OpenOptions = {}): Promise<SseRead
   });
 }
 
+/** Opens a stream that must answer 200 and waits for `ready`: no live event can be missed after it. */
+export async function openReady(url: string, options: OpenOptions = {}): Promise<SseReader> {
+  const reader = await openSse(url, options);
+  if (reader.status !== 200) {
+    reader.destroy();
+    throw new Error(`${url} answered ${reader.status}, not 200: ${reader.raw}`);
+  }
+  await reader.waitFor(isNamed('ready'));
+  return reader;
+}
+
 /** Timeline events (default messages) of a reader, parsed. */
 export function timelineEvents<T = Record<string, unknown>>(reader: SseReader): T[] {
   return reader.frames.filter((frame) => frame.event === undefined).map((frame) => JSON.parse(frame.data) as T);
 }
 
 export const isNamed = (name: string) => (frame: SseFrame) => frame.event === name;
+
+/** Matches the first timeline event whose seq is at least `seq` (in an ordered stream: that seq). */
+export const seqAtLeast = (seq: number) => (frame: SseFrame) =>
+  frame.event === undefined && (JSON.parse(frame.data) as { seq: number }).seq >= seq;

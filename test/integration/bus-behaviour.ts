@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { DonePayload, GapPayload } from '../../client-sdk/src/types';
-import type { EventDraft, LiveListener, LogEntry, TimelineBus } from '../../server/timeline/bus';
+import type { LiveListener, LogEntry, TimelineBus } from '../../server/timeline/bus';
 import { compareEventIds, isEventId } from '../../server/timeline/event-id';
 import { SessionFeed, type FeedSink } from '../../server/timeline/session-feed';
+import { draft } from '../helpers/timeline-fixtures';
 import { within } from '../helpers/wait';
 
 /** Retention settings every bus implementation takes. */
@@ -24,20 +25,6 @@ const DEFAULT_OPTIONS: BusBehaviourOptions = { maxEventsPerSession: 1000, eventT
 /** Live delivery may be asynchronous (Redis pub/sub): every wait is bounded by this. */
 const WAIT_MS = 5000;
 const LEASE_MS = 10000;
-
-/** An event draft as a run owner publishes it. */
-export function draft(sessionId: string, seq: number): EventDraft {
-  return {
-    session_id: sessionId,
-    seq,
-    type: 'AGENT_MESSAGE',
-    status: 'IN_PROGRESS',
-    message: `step ${seq}`,
-    agent_name: 'tester',
-    details: { i: seq, text: 'line "quoted"\nnext' },
-    timestamp: new Date(1_700_000_000_000 + seq).toISOString(),
-  };
-}
 
 /** Publishes `count` events one after another (the run owner awaits each publish); returns their ids. */
 async function publishMany(bus: TimelineBus, sessionId: string, count: number, firstSeq = 1): Promise<string[]> {

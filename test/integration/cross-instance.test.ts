@@ -2,7 +2,8 @@ import { RedisBus } from '../../server/timeline/redis-bus';
 import { cancelSession, expectJsonError, getHistory, request } from '../helpers/api';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server';
 import { execute, newSessionId, startService, synthetic, type RunningService } from '../helpers/service';
-import { isNamed, openSse, timelineEvents, type SseReader } from '../helpers/sse-reader';
+import { isNamed, openSse, timelineEvents, type SseReader, seqAtLeast, openReady } from '../helpers/sse-reader';
+import { range, seqs } from '../helpers/timeline-fixtures';
 import { waitUntil } from '../helpers/wait';
 
 type Ev = { event_id: string; seq: number; type: string };
@@ -33,14 +34,10 @@ describe('two instances on one Redis', () => {
   const streamUrl = (svc: RunningService, sessionId: string) => `${svc.url}/timeline/stream/${sessionId}`;
 
   /** Opens a stream and waits for `ready`, so no live event can be missed after it. */
-  async function follow(svc: RunningService, sessionId: string, headers: Record<string, string> = {}): Promise<SseReader> {
-    const reader = await openSse(streamUrl(svc, sessionId), { headers });
-    await reader.waitFor(isNamed('ready'));
-    return reader;
-  }
+  const follow = (svc: RunningService, sessionId: string, headers: Record<string, string> = {}) =>
+    openReady(streamUrl(svc, sessionId), { headers });
 
-  const seqs = (reader: SseReader) => timelineEvents<Ev>(reader).map((event) => event.seq);
-  const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+  const seqsOf = (reader: SseReader) => seqs(timelineEvents<Ev>(reader));
 
   it('selects the Redis bus when REDIS_URL is set', () => {
     expect(a.service.bus).toBeInstanceOf(RedisBus);
@@ -53,7 +50,7 @@ describe('two instances on one Redis', () => {
     expect(response.status).toBe(200);
     const done = await reader.waitFor(isNamed('done'));
     await reader.ended;
-    expect(seqs(reader)).toEqual(range(1, 42));
+    expect(seqsOf(reader)).toEqual(range(1, 42));
     expect(JSON.parse(done.data)).toEqual({ status: 'completed', result: { events: 40 } });
     expect(response.body.event_count).toBe(42);
     const history = await getHistory(a.url, sessionId);
@@ -68,7 +65,7 @@ describe('two instances on one Redis', () => {
     const done = await reader.waitFor(isNamed('done'));
     await reader.ended;
     expect(JSON.parse(reader.frames[0].data)).toEqual({ session_id: sessionId, status: 'completed' });
-    expect(seqs(reader)).toEqual(range(1, 12));
+    expect(seqsOf(reader)).toEqual(range(1, 12));
     const again = await openSse(streamUrl(a, sessionId), { headers: { 'Last-Event-ID': done.id as string } });
     expect(again.status).toBe(204);
   });
@@ -77,7 +74,7 @@ describe('two instances on one Redis', () => {
     const sessionId = newSessionId();
     const first = await follow(a, sessionId);
     const run = execute(b.url, synthetic(sessionId, { events: 60, interval_ms: 10 }));
-    await first.waitFor((frame) => frame.event === undefined && JSON.parse(frame.data).seq === 15);
+    await first.waitFor(seqAtLeast(15));
     first.destroy();
     const seen = timelineEvents<Ev>(first);
     const lastId = seen.at(-1)?.event_id as string;
@@ -85,7 +82,7 @@ describe('two instances on one Redis', () => {
     const second = await follow(b, sessionId, { 'Last-Event-ID': lastId });
     await second.waitFor(isNamed('done'));
     expect((await run).status).toBe(200);
-    const all = [...seqs(first), ...seqs(second)];
+    const all = [...seqsOf(first), ...seqsOf(second)];
     expect(all).toEqual(range(1, 62));
   });
 
@@ -131,7 +128,7 @@ describe('two instances on one Redis', () => {
     const sessionId = newSessionId();
     const reader = await follow(b, sessionId);
     const run = execute(b.url, synthetic(sessionId, { events: 1000, interval_ms: 10 }));
-    await reader.waitFor((frame) => frame.event === undefined && JSON.parse(frame.data).seq === 3);
+    await reader.waitFor(seqAtLeast(3));
     const cancel = await cancelSession(a.url, sessionId);
     expect(cancel.status).toBe(202);
     expect(cancel.json).toEqual({ session_id: sessionId, status: 'cancelling' });
@@ -149,10 +146,10 @@ describe('two instances on one Redis', () => {
     const sessionId = newSessionId();
     const first = await follow(a, sessionId);
     const run = execute(b.url, synthetic(sessionId, { events: 80, interval_ms: 10 }));
-    await first.waitFor((frame) => frame.event === undefined && JSON.parse(frame.data).seq === 10);
+    await first.waitFor(seqAtLeast(10));
 
     await redis.restart();
-    await first.waitFor((frame) => frame.event === undefined && JSON.parse(frame.data).seq >= 40, 15000, 'events after the restart');
+    await first.waitFor(seqAtLeast(40), 15000, 'events after the restart');
     first.destroy();
     const seenFirst = timelineEvents<Ev>(first);
 
@@ -160,7 +157,7 @@ describe('two instances on one Redis', () => {
     const done = await second.waitFor(isNamed('done'), 15000);
     expect(JSON.parse(done.data).status).toBe('completed');
     expect((await run).status).toBe(200);
-    const all = [...seqs(first), ...seqs(second)];
+    const all = [...seqsOf(first), ...seqsOf(second)];
     expect(all).toEqual(range(1, 82));
     // Nothing the reader had not seen was lost, so there is no gap to announce.
     expect([...first.frames, ...second.frames].filter(isNamed('gap'))).toEqual([]);
@@ -191,7 +188,7 @@ describe('two instances on one Redis', () => {
       const sessionId = newSessionId();
       const reader = await follow(a, sessionId);
       const run = execute(c.url, synthetic(sessionId, { events: 500, interval_ms: 10 }));
-      await reader.waitFor((frame) => frame.event === undefined && JSON.parse(frame.data).seq === 5);
+      await reader.waitFor(seqAtLeast(5));
       await redis.kill();
       let response: Awaited<typeof run>;
       try {

@@ -3,13 +3,13 @@ import type { LiveListener, LogSlice, Subscription } from '../../server/timeline
 import { MemoryBus } from '../../server/timeline/memory-bus';
 import { metricSample, request } from '../helpers/api';
 import { execute, newSessionId, startService, type RunningService, synthetic } from '../helpers/service';
-import { isNamed, openSse, timelineEvents, type SseReader } from '../helpers/sse-reader';
+import { isNamed, openSse, timelineEvents, type SseReader, seqAtLeast } from '../helpers/sse-reader';
 import { waitUntil, within } from '../helpers/wait';
+import { range } from '../helpers/timeline-fixtures';
 
 type Ev = { event_id: string; seq: number; type: string };
 
 
-const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
 /** A metric's value as `GET /metrics` reports it (the way an operator sees it). */
 async function metric(url: string, name: string): Promise<number> {
@@ -48,8 +48,6 @@ describe('client disconnects', () => {
       const run = execute(svc.url, synthetic(sessionId, { events, interval_ms: 25 }));
       let runEnded = false;
       void run.then(() => (runEnded = true));
-      const seqAtLeast = (n: number) => (f: { event?: string; data: string }) =>
-        f.event === undefined && JSON.parse(f.data).seq >= n;
       await Promise.all(readers.map((reader) => reader.waitFor(seqAtLeast(5))));
 
       const leaving = readers.filter((_, i) => i % 2 === 0);

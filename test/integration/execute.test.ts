@@ -5,7 +5,7 @@ import { createDefaultRegistry } from '../../server/workflows/registry';
 import type { Workflow } from '../../server/workflows/workflow';
 import { cancelSession, expectJsonError, getHistory, metricSample, postExecuteRaw, request } from '../helpers/api';
 import { execute, newSessionId, startService, synthetic, type RunningService } from '../helpers/service';
-import { isNamed, openSse, timelineEvents, type SseReader } from '../helpers/sse-reader';
+import { isNamed, openSse, timelineEvents, type SseReader, seqAtLeast } from '../helpers/sse-reader';
 
 type Ev = { event_id: string; seq: number; type: string; details?: Record<string, unknown> };
 
@@ -360,7 +360,7 @@ describe('POST /execute runs', () => {
       body: JSON.stringify(synthetic(sessionId, { events: 10, interval_ms: 40 })),
       signal: controller.signal,
     });
-    await reader.waitFor((f) => f.event === undefined && JSON.parse(f.data).seq === 3);
+    await reader.waitFor(seqAtLeast(3));
     controller.abort();
     await expect(post).rejects.toThrow();
 

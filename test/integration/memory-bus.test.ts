@@ -3,7 +3,8 @@ import type { TimelineBus } from '../../server/timeline/bus';
 import { MemoryBus } from '../../server/timeline/memory-bus';
 import { SessionFeed } from '../../server/timeline/session-feed';
 import { waitUntil } from '../helpers/wait';
-import { describeBusBehaviour, draft } from './bus-behaviour';
+import { draft } from '../helpers/timeline-fixtures';
+import { describeBusBehaviour } from './bus-behaviour';
 
 describeBusBehaviour('MemoryBus', async (options) => new MemoryBus(options));
 

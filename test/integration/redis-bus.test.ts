@@ -6,7 +6,8 @@ import { compareEventIds } from '../../server/timeline/event-id';
 import { SessionFeed } from '../../server/timeline/session-feed';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server';
 import { waitUntil } from '../helpers/wait';
-import { describeBusBehaviour, draft } from './bus-behaviour';
+import { draft } from '../helpers/timeline-fixtures';
+import { describeBusBehaviour } from './bus-behaviour';
 
 let redis: RedisServer;
 let admin: Redis;

@@ -1,5 +1,5 @@
 import { execute, newSessionId, startService, type RunningService, synthetic } from '../helpers/service';
-import { isNamed, openSse, timelineEvents } from '../helpers/sse-reader';
+import { isNamed, openSse, timelineEvents, seqAtLeast } from '../helpers/sse-reader';
 
 type Ev = { event_id: string; seq: number; type: string; details?: Record<string, unknown> };
 
@@ -97,7 +97,7 @@ describe('GET /timeline/stream/:sessionId', () => {
     const first = await openSse(`${svc.url}/timeline/stream/${sessionId}`);
     await first.waitFor(isNamed('ready'));
     const run = execute(svc.url, synthetic(sessionId, { events: 40, interval_ms: 10 }));
-    await first.waitFor((f) => f.event === undefined && JSON.parse(f.data).seq === 8);
+    await first.waitFor(seqAtLeast(8));
     first.destroy();
     const seen = timelineEvents<Ev>(first);
     const second = await openSse(`${svc.url}/timeline/stream/${sessionId}`, {
