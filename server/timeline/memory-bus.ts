@@ -174,7 +174,9 @@ export class MemoryBus implements TimelineBus {
   private fanOut(sessionId: string, entry: LogEntry): void {
     const set = this.listeners.get(sessionId);
     if (!set) return;
-    for (const listener of [...set]) listener.onEntry(entry);
+    // The Set itself, not a copy per event: a listener removed meanwhile is skipped, and one
+    // added meanwhile gets an entry it can only already have (readers drop what they have).
+    for (const listener of set) listener.onEntry(entry);
   }
 
   /** Forgets finished sessions whose TTL passed, like Redis key expiry. Runs are never reclaimed. */

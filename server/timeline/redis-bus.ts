@@ -5,14 +5,13 @@ import type {
   CancelRequestOutcome,
   EventDraft,
   LiveListener,
-  LogEntry,
   LogSlice,
   Subscription,
   TimelineBus,
 } from './bus';
-import { BusUnavailableError, serializeEvent } from './bus';
+import { BusUnavailableError } from './bus';
 import { compareEventIds } from './event-id';
-import { defineTimelineScripts, parseLiveMessage, type RawStreamEntry } from './redis-scripts';
+import { decodeLiveEntry, defineTimelineScripts, fromStreamEntry } from './redis-scripts';
 import { RedisSubscriber } from './redis-subscriber';
 
 export interface RedisBusOptions {
@@ -105,7 +104,7 @@ export class RedisBus implements TimelineBus {
     this.watchConnection(this.subscriberConnection, 'subscriber');
     defineTimelineScripts(this.commands);
     this.subscriber = new RedisSubscriber(this.subscriberConnection, this.log);
-    this.controlReady = this.subscriber.listen(this.controlChannel, {
+    this.controlReady = this.subscriber.listen(this.controlChannel, (sessionId) => sessionId, {
       onMessage: (sessionId) => this.cancelRequested(sessionId),
       // A lost cancel message is not lost for good: the owner sees the mark at its next renewal.
       onResync: () => undefined,
@@ -148,7 +147,7 @@ export class RedisBus implements TimelineBus {
     const [status, trimmed, lost, first, raw] = await this.call(() =>
       this.commands.timelineRead(keys.meta, keys.log, range),
     );
-    const entries = raw.map(toLogEntry);
+    const entries = raw.map(fromStreamEntry);
     // Events are gone if the cap trimmed them, or if Redis lost the log and the owner had to
     // start it again: a reader that had not seen the newest of them must be told.
     const missed =
@@ -164,16 +163,8 @@ export class RedisBus implements TimelineBus {
   async subscribe(sessionId: string, listener: LiveListener): Promise<Subscription> {
     this.refuseWhileLost(this.subscriberConnection, 'subscriber');
     const remove = await this.call(() =>
-      this.subscriber.listen(this.keys(sessionId).live, {
-        onMessage: (message) => {
-          const parsed = parseLiveMessage(message);
-          if (!parsed) {
-            this.log.warn({ session_id: sessionId }, 'ignored a malformed live message');
-            return;
-          }
-          const data = parsed.kind === 'event' ? serializeEvent(parsed.id, parsed.json) : parsed.json;
-          listener.onEntry({ id: parsed.id, kind: parsed.kind, data });
-        },
+      this.subscriber.listen(this.keys(sessionId).live, decodeLiveEntry, {
+        onMessage: (entry) => listener.onEntry(entry),
         onResync: () => listener.onResync?.(),
       }),
     );
@@ -314,12 +305,6 @@ export class RedisBus implements TimelineBus {
       down = false;
     });
   }
-}
-
-function toLogEntry([id, fields]: RawStreamEntry): LogEntry {
-  return fields[0] === 'e'
-    ? { id, kind: 'event', data: serializeEvent(id, fields[1]) }
-    : { id, kind: 'done', data: fields[1] };
 }
 
 /** ioredis rejects with plain errors when the connection is gone; Redis replies are `ReplyError`s. */

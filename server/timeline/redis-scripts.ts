@@ -1,5 +1,6 @@
 import type Redis from 'ioredis';
 import type { Result } from 'ioredis';
+import { serializeEvent, type LogEntry } from './bus';
 
 /**
  * The Lua scripts behind `RedisBus`. Each write to a session runs as one script, so a
@@ -141,10 +142,22 @@ export function defineTimelineScripts(redis: Redis): void {
   redis.defineCommand('timelineCancel', { numberOfKeys: 1, lua: CANCEL });
 }
 
-/** Decodes a live message `<kind><id> <json>` (kind `e`: event draft, `d`: done). */
-export function parseLiveMessage(message: string): { kind: 'event' | 'done'; id: string; json: string } | null {
+/** A stored entry as `read` returns it: an event gets its id spliced into its JSON. */
+export function fromStreamEntry([id, fields]: RawStreamEntry): LogEntry {
+  return fields[0] === 'e'
+    ? { id, kind: 'event', data: serializeEvent(id, fields[1]) }
+    : { id, kind: 'done', data: fields[1] };
+}
+
+/**
+ * Decodes a live message `<kind><id> <json>` (kind `e`: event draft, `d`: done) into the
+ * entry every reader of the session shares; `null` when it is not one.
+ */
+export function decodeLiveEntry(message: string): LogEntry | null {
   const space = message.indexOf(' ');
   const kind = message[0];
   if (space < 2 || (kind !== 'e' && kind !== 'd')) return null;
-  return { kind: kind === 'e' ? 'event' : 'done', id: message.slice(1, space), json: message.slice(space + 1) };
+  const id = message.slice(1, space);
+  const json = message.slice(space + 1);
+  return kind === 'e' ? { id, kind: 'event', data: serializeEvent(id, json) } : { id, kind: 'done', data: json };
 }

@@ -1,15 +1,20 @@
 import type Redis from 'ioredis';
 import type { Logger } from 'pino';
 
-/** Receives the messages of one channel, and learns when some may have been lost. */
-export interface ChannelListener {
-  onMessage(message: string): void;
+/** Receives the decoded messages of one channel, and learns when some may have been lost. */
+export interface ChannelListener<T> {
+  onMessage(message: T): void;
   /** Messages may have been lost (the connection dropped); called before any newer message. */
   onResync(): void;
 }
 
+/** Turns a channel's raw message into what its listeners receive; `null`: malformed, dropped. */
+export type Decode<T> = (message: string) => T | null;
+
 interface Channel {
-  listeners: Set<ChannelListener>;
+  /** Decodes each message once, whatever the number of listeners. */
+  decode: Decode<unknown>;
+  listeners: Set<ChannelListener<unknown>>;
   /** Settles once Redis acknowledged the SUBSCRIBE. */
   subscribed: Promise<unknown>;
   /** The connection dropped since the listeners last heard from this channel. */
@@ -60,11 +65,15 @@ export class RedisSubscriber {
     return this.channels.get(name)?.listeners.size ?? 0;
   }
 
-  /** Resolves once messages of `name` reach `listener`; returns the function that removes it. */
-  async listen(name: string, listener: ChannelListener): Promise<() => void> {
+  /**
+   * Resolves once messages of `name`, decoded by `decode`, reach `listener`; returns the
+   * function that removes it. Every listener of a channel takes the same kind of message:
+   * the first one's `decode` serves them all.
+   */
+  async listen<T>(name: string, decode: Decode<T>, listener: ChannelListener<T>): Promise<() => void> {
     let channel = this.channels.get(name);
     if (!channel) {
-      const created: Channel = { listeners: new Set(), subscribed: this.redis.subscribe(name), stale: false };
+      const created: Channel = { decode, listeners: new Set(), subscribed: this.redis.subscribe(name), stale: false };
       created.subscribed.catch(() => {
         if (this.channels.get(name) === created) this.channels.delete(name);
       });
@@ -72,18 +81,19 @@ export class RedisSubscriber {
       channel = created;
     }
     const joined = channel;
-    joined.listeners.add(listener);
+    const member = listener as ChannelListener<unknown>;
+    joined.listeners.add(member);
     try {
       await joined.subscribed;
     } catch (error) {
-      joined.listeners.delete(listener);
+      joined.listeners.delete(member);
       throw error;
     }
     let removed = false;
     return () => {
       if (removed) return;
       removed = true;
-      joined.listeners.delete(listener);
+      joined.listeners.delete(member);
       if (joined.listeners.size > 0 || this.channels.get(name) !== joined) return;
       this.channels.delete(name);
       // Commands on one connection run in order, so a later SUBSCRIBE of the same channel wins.
@@ -95,12 +105,19 @@ export class RedisSubscriber {
     const channel = this.channels.get(name);
     if (!channel) return;
     if (channel.stale) this.resync(channel);
-    for (const listener of [...channel.listeners]) listener.onMessage(message);
+    const decoded = channel.decode(message);
+    if (decoded === null) {
+      this.log.warn({ channel: name }, 'ignored a malformed message');
+      return;
+    }
+    // The Set itself, not a copy per message: a listener removed meanwhile is skipped, and one
+    // added meanwhile gets a message it can only already have (readers drop what they have).
+    for (const listener of channel.listeners) listener.onMessage(decoded);
   }
 
   private resync(channel: Channel): void {
     channel.stale = false;
-    for (const listener of [...channel.listeners]) listener.onResync();
+    for (const listener of channel.listeners) listener.onResync();
   }
 
   private async resubscribe(): Promise<void> {

@@ -342,6 +342,20 @@ export function describeBusBehaviour(name: string, makeBus: MakeBus, cleanup: Cl
         subscription.unsubscribe();
       });
 
+      it('hands every listener of a session the same entry, decoded once', async () => {
+        const bus = await newBus();
+        const sessionId = await startSession(bus);
+        const first = new LiveRecorder();
+        const second = new LiveRecorder();
+        await bus.subscribe(sessionId, first);
+        await bus.subscribe(sessionId, second);
+        await publishMany(bus, sessionId, 2);
+        await first.untilCount(2);
+        await second.untilCount(2);
+        expect(second.entries[0]).toBe(first.entries[0]);
+        expect(second.entries[1]).toBe(first.entries[1]);
+      });
+
       it('delivers only the subscribed session', async () => {
         const bus = await newBus();
         const a = await startSession(bus);
