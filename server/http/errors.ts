@@ -25,11 +25,6 @@ export function sendError(res: Parameters<RequestHandler>[1], error: HttpError):
 
 /** Errors of body-parser (they carry a `type`) and of the router that a client can cause, as contract codes. */
 function fromLibraryError(error: { type?: string; status?: number }): HttpError | null {
-  if (error instanceof BusUnavailableError) {
-    return new HttpError(503, 'bus_unavailable', 'The event bus is unavailable; try again shortly', {
-      headers: { 'Retry-After': '1' },
-    });
-  }
   // The router cannot percent-decode a path parameter, and every route parameter is a session id.
   if (error instanceof URIError && error.status === 400) {
     return new HttpError(400, 'invalid_session_id', 'Session id must be a UUID (8-4-4-4-12 hex digits)');
@@ -57,11 +52,20 @@ export const notFound: RequestHandler = (req, _res, next) => {
   next(new HttpError(404, 'not_found', `No route for ${req.method} ${req.path}`));
 };
 
+/** Redis is unreachable: a stream, run or cancel can be tried again shortly (any route that needs it). */
+const BUS_UNAVAILABLE = new HttpError(503, 'bus_unavailable', 'The event bus is unavailable; try again shortly', {
+  headers: { 'Retry-After': '1' },
+});
+
 /** The one place errors become responses: never a stack trace, never HTML. */
 export function errorHandler(log: Logger): ErrorRequestHandler {
   return (error, req, res, _next) => {
     const known =
-      error instanceof HttpError ? error : fromLibraryError(error as { type?: string; status?: number });
+      error instanceof HttpError
+        ? error
+        : error instanceof BusUnavailableError
+          ? BUS_UNAVAILABLE
+          : fromLibraryError(error as { type?: string; status?: number });
     if (res.headersSent) {
       log.warn({ err: error, path: req.path }, 'error after the response started');
       res.end();
