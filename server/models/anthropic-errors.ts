@@ -8,23 +8,23 @@ import {
 import { ModelError } from './model';
 
 /** The `error.code` a run fails with when the Anthropic provider fails (see README, "Using Claude"). */
-export const MODEL_ERROR_CODES = [
-  'model_auth_failed',
-  'model_rate_limited',
-  'model_overloaded',
-  'model_unavailable',
-  'model_bad_request',
-  'model_stream_error',
-  'model_connection_lost',
-  'model_timeout',
-  'model_error',
-] as const;
-export type ModelErrorCode = (typeof MODEL_ERROR_CODES)[number];
+export type ModelErrorCode =
+  | 'model_auth_failed'
+  | 'model_rate_limited'
+  | 'model_overloaded'
+  | 'model_unavailable'
+  | 'model_bad_request'
+  | 'model_stream_error'
+  | 'model_connection_lost'
+  | 'model_timeout'
+  | 'model_error';
 
 /** What the call knew when it failed, beyond the error itself. */
 export interface FailureContext {
   /** The response head had arrived: the stream was open. */
   connected: boolean;
+  /** The call closed the stream itself after this many ms without a stream event; `null` if it did not. */
+  stalledAfterMs: number | null;
   /** How many times the SDK retries a failed request before giving up. */
   maxRetries: number;
 }
@@ -35,7 +35,9 @@ export function toModelError(error: unknown, context: FailureContext): ModelErro
   return new ModelError(code, message, { cause: error });
 }
 
-function classify(error: unknown, { connected, maxRetries }: FailureContext): [ModelErrorCode, string] {
+function classify(error: unknown, { connected, stalledAfterMs, maxRetries }: FailureContext): [ModelErrorCode, string] {
+  // After our own idle abort, what the SDK throws only echoes that abort.
+  if (stalledAfterMs !== null) return ['model_timeout', `The model stream was silent for ${stalledAfterMs} ms`];
   const retried = maxRetries > 0 ? ` (after ${maxRetries} retries)` : '';
   if (error instanceof APIConnectionTimeoutError) {
     return ['model_timeout', `The model provider did not answer in time${retried}`];

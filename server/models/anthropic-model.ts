@@ -2,7 +2,6 @@ import Anthropic from '@anthropic-ai/sdk';
 import type { Logger } from 'pino';
 import { toModelError } from './anthropic-errors';
 import type { Model, ModelCallOptions, ModelReply, ModelRequest } from './model';
-import { ModelError } from './model';
 import { boundRetryDelay } from './retry-delay';
 
 export interface AnthropicModelOptions {
@@ -68,7 +67,7 @@ export class AnthropicModel implements Model {
         model: this.model,
         max_tokens: request.maxTokens,
         system: request.system,
-        messages: request.messages.map((m) => ({ role: m.role, content: m.content })),
+        messages: request.messages,
       },
       { signal },
     );
@@ -77,18 +76,15 @@ export class AnthropicModel implements Model {
     let stalled = false;
     let idle: NodeJS.Timeout | undefined;
     // Before the head arrives the SDK's request timeout applies; after it, silence is ours to bound.
-    const touch = () => {
-      clearTimeout(idle);
+    stream.once('connect', () => {
+      connected = true;
       idle = setTimeout(() => {
         stalled = true;
         stream.abort();
       }, this.idleTimeoutMs);
-    };
-    stream.on('connect', () => {
-      connected = true;
-      touch();
     });
-    stream.on('streamEvent', touch);
+    // Re-arms the one timer: no timer is made per event.
+    stream.on('streamEvent', () => idle?.refresh());
     stream.on('text', (delta) => {
       if (!settled) onText?.(delta);
     });
@@ -111,9 +107,11 @@ export class AnthropicModel implements Model {
       };
     } catch (error) {
       if (signal.aborted) throw signal.reason;
-      const failure = stalled
-        ? new ModelError('model_timeout', `The model stream was silent for ${this.idleTimeoutMs} ms`, { cause: error })
-        : toModelError(error, { connected, maxRetries: this.maxRetries });
+      const failure = toModelError(error, {
+        connected,
+        stalledAfterMs: stalled ? this.idleTimeoutMs : null,
+        maxRetries: this.maxRetries,
+      });
       this.log.warn({ purpose: request.purpose, code: failure.code, err: error }, 'model call failed');
       throw failure;
     } finally {

@@ -97,7 +97,7 @@ export function textSteps(text: string | string[], options: TextReplyOptions = {
     ...deltas.flatMap((delta, k) => [
       ...(delay > 0 ? [{ kind: 'wait', ms: delay } as const] : []),
       ...(k === 1 ? [sse('ping', { type: 'ping' })] : []),
-      sse('content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: delta } }),
+      deltaStep(delta),
     ]),
     ...closingSteps(options.outputTokens ?? deltas.length, options.stopReason),
   ];
@@ -154,12 +154,13 @@ export function midStreamError(before: string[], type: string, message: string):
 /** A normal answer that pauses after `before` deltas until the test releases it. */
 export function gatedReply(before: string[], after: string[], options: TextReplyOptions = {}): Reply {
   const steps = textSteps([...before, ...after], options);
-  const gateAt = steps.findIndex((_step, k) => k > 0 && countDeltas(steps.slice(0, k)) === before.length);
+  let deltas = 0;
+  const gateAt = steps.findIndex((step) => isDelta(step) && ++deltas === before.length) + 1;
   return { kind: 'stream', steps: [...steps.slice(0, gateAt), { kind: 'gate' }, ...steps.slice(gateAt)] };
 }
 
-function countDeltas(steps: StreamStep[]): number {
-  return steps.filter((step) => step.kind === 'event' && step.event === 'content_block_delta').length;
+function isDelta(step: StreamStep): boolean {
+  return step.kind === 'event' && step.event === 'content_block_delta';
 }
 
 /** Starts an answer with `before` deltas, then drops the connection. */
@@ -287,7 +288,7 @@ export async function startFakeAnthropic(options: { apiKey?: string } = {}): Pro
         return;
       } else {
         res.write(`event: ${step.event}\ndata: ${JSON.stringify(step.data)}\n\n`);
-        if (step.event === 'content_block_delta') recorded.deltasSent += 1;
+        if (isDelta(step)) recorded.deltasSent += 1;
         notify();
       }
     }

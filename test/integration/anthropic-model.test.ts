@@ -180,6 +180,14 @@ describe('AnthropicModel against a local Messages API (real SDK, real sockets)',
     expect(sent.closedByClient).toBe(true);
   });
 
+  it('a slow but steady stream outlasts the idle timeout: each event re-arms it', async () => {
+    const words = Array.from({ length: 8 }, (_, k) => ` t${k}`);
+    fake.enqueue(textReply(words, { delayMs: 50 }));
+    // 8 deltas 50 ms apart take twice the idle timeout in all.
+    const { reply } = call(model({ idleTimeoutMs: 200 }));
+    expect((await within(reply, 5000, 'the answer')).text).toBe(words.join(''));
+  });
+
   describe('cancel', () => {
     it('aborting mid-stream rejects at once with the abort reason and closes the upstream request', async () => {
       fake.enqueue(textReply(Array.from({ length: 200 }, (_, k) => ` t${k}`), { delayMs: 20 }));

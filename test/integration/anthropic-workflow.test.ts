@@ -1,5 +1,6 @@
 import pino from 'pino';
 import type { Config } from '../../server/config';
+import type { ModelUsage } from '../../server/models/model';
 import { createModel } from '../../server/models/select-model';
 import { cancelSession, expectJsonError, getHistory, postExecuteRaw } from '../helpers/api';
 import {
@@ -17,7 +18,7 @@ import {
   type Reply,
 } from '../helpers/fake-anthropic';
 import { execute, newSessionId, startService, testConfig, type RunningService } from '../helpers/service';
-import { isNamed, openSse, timelineEvents, type SseReader } from '../helpers/sse-reader';
+import { isNamed, openReady, timelineEvents, type SseReader } from '../helpers/sse-reader';
 import { within } from '../helpers/wait';
 
 type Ev = { seq: number; type: string; status: string; agent_name?: string; details?: Record<string, any> };
@@ -26,23 +27,25 @@ const WRITER_WORDS = Array.from({ length: 24 }, (_, k) => ` word${k}`);
 const ROUTER_USAGE = { input_tokens: 120, output_tokens: 30 };
 const ANSWER_USAGE = { input_tokens: 200, output_tokens: 24 };
 
+/** The fake's reply options that report `usage`. */
+const reporting = (usage: ModelUsage) => ({ inputTokens: usage.input_tokens, outputTokens: usage.output_tokens });
+
 /** The router's JSON decision, streamed like any other answer. */
 const routerReply = (route: string): Reply =>
-  textReply(JSON.stringify({ route, reason: `The request suits the ${route}.`, confidence: 0.8 }).match(/.{1,12}/g)!, {
-    inputTokens: ROUTER_USAGE.input_tokens,
-    outputTokens: ROUTER_USAGE.output_tokens,
-  });
+  textReply(
+    JSON.stringify({ route, reason: `The request suits the ${route}.`, confidence: 0.8 }).match(/.{1,12}/g)!,
+    reporting(ROUTER_USAGE),
+  );
 
 const isRouter = (body: MessagesBody) => body.system?.includes('You are the router') ?? false;
 
+const slowAnswer = () => textReply(WRITER_WORDS, { delayMs: 10, ...reporting(ANSWER_USAGE) });
+
 /** Routes to `route`; every agent answers with WRITER_WORDS, a delta every 10 ms. */
 const claude =
-  (route: string, agentReply: (body: MessagesBody) => Reply = () => slowAnswer()) =>
+  (route: string, agentReply: (body: MessagesBody) => Reply = slowAnswer) =>
   (body: MessagesBody) =>
     isRouter(body) ? routerReply(route) : agentReply(body);
-
-const ANSWER_TOKENS = { inputTokens: ANSWER_USAGE.input_tokens, outputTokens: ANSWER_USAGE.output_tokens };
-const slowAnswer = () => textReply(WRITER_WORDS, { delayMs: 10, ...ANSWER_TOKENS });
 
 describe('agents workflow on Claude (real SDK against a local Messages API)', () => {
   let fake: FakeAnthropic;
@@ -67,11 +70,8 @@ describe('agents workflow on Claude (real SDK against a local Messages API)', ()
   });
   beforeEach(() => fake.reset());
 
-  const streamOf = async (service: RunningService, sessionId: string): Promise<SseReader> => {
-    const reader = await openSse(`${service.url}/timeline/stream/${sessionId}`);
-    await reader.waitFor(isNamed('ready'));
-    return reader;
-  };
+  const streamOf = (service: RunningService, sessionId: string): Promise<SseReader> =>
+    openReady(`${service.url}/timeline/stream/${sessionId}`);
 
   const isEvent = (type: string) => (frame: { event?: string; data: string }) =>
     frame.event === undefined && (JSON.parse(frame.data) as Ev).type === type;
@@ -80,7 +80,7 @@ describe('agents workflow on Claude (real SDK against a local Messages API)', ()
     const half = WRITER_WORDS.length / 2;
     fake.respond(
       claude('writer', () =>
-        gatedReply(WRITER_WORDS.slice(0, half), WRITER_WORDS.slice(half), { delayMs: 10, ...ANSWER_TOKENS }),
+        gatedReply(WRITER_WORDS.slice(0, half), WRITER_WORDS.slice(half), { delayMs: 10, ...reporting(ANSWER_USAGE) }),
       ),
     );
     const sessionId = newSessionId();
@@ -159,14 +159,8 @@ describe('agents workflow on Claude (real SDK against a local Messages API)', ()
   });
 
   it('529 then success: the run retries the call and completes', async () => {
-    let first = true;
-    fake.respond((body) => {
-      if (first) {
-        first = false;
-        return overloaded();
-      }
-      return claude('writer', () => textReply('Fine now.'))(body);
-    });
+    fake.enqueue(overloaded());
+    fake.respond(claude('writer', () => textReply('Fine now.')));
     const response = await execute(svc.url, { project_id: 'p1', query: 'Write a note', session_id: newSessionId() });
     expect(response.status).toBe(200);
     expect(response.body.result.answer).toBe('Fine now.');

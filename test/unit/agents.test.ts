@@ -11,8 +11,8 @@ import {
   type AgentsParams,
   type AgentsResult,
 } from '../../server/workflows/agents';
-import type { StepDraft } from '../../server/workflows/workflow';
-import { recordingContext, type RecordingContextOptions } from '../helpers/workflow-context';
+import type { StepDraft, Workflow } from '../../server/workflows/workflow';
+import { recordingContext, type RecordingContext, type RecordingContextOptions } from '../helpers/workflow-context';
 
 /** Passes every call to a real model and records what went in and came out. */
 class RecordingModel implements Model {
@@ -58,6 +58,16 @@ function tokenText(steps: StepDraft[], agent: string): string {
 
 const workflow = createAgentsWorkflow();
 
+/** Starts a run of `wf` on `query` in `ctx`, its params read as the API reads them. */
+function startRun(
+  wf: Workflow<AgentsParams>,
+  ctx: RecordingContext,
+  query: string,
+  params: Partial<AgentsParams> = {},
+): Promise<AgentsResult> {
+  return wf.run({ project_id: 'p1', query, context: [], params: wf.params.parse(params) }, ctx) as Promise<AgentsResult>;
+}
+
 async function runAgents(
   query: string,
   params: Partial<AgentsParams> = {},
@@ -65,10 +75,7 @@ async function runAgents(
 ) {
   const model = (options.model as RecordingModel | undefined) ?? new RecordingModel();
   const ctx = recordingContext({ ...options, model });
-  const result = (await workflow.run(
-    { project_id: 'p1', query, context: [], params: workflow.params.parse(params) },
-    ctx,
-  )) as AgentsResult;
+  const result = await startRun(workflow, ctx, query, params);
   return { ctx, model, result };
 }
 
@@ -206,10 +213,7 @@ describe('agents workflow', () => {
   it('emits one AGENT_TOKEN per call when the model is faster than the interval', async () => {
     const slowFlush = createAgentsWorkflow({ tokenIntervalMs: 60_000 });
     const ctx = recordingContext();
-    await slowFlush.run(
-      { project_id: 'p1', query: 'Compare A and B', context: [], params: slowFlush.params.parse({ turns: 2 }) },
-      ctx,
-    );
+    await startRun(slowFlush, ctx, 'Compare A and B', { turns: 2 });
     const tokenAgents = ctx.steps.filter((s) => s.type === 'AGENT_TOKEN').map((s) => s.agent_name);
     expect(tokenAgents).toEqual(['advocate', 'critic', 'moderator']);
   });
@@ -218,10 +222,7 @@ describe('agents workflow', () => {
     const model = new RecordingModel(new ScriptedModel({ tokenDelayMs: 60_000 }));
     const ctx = recordingContext({ model });
     const started = model.nextCall();
-    const run = workflow.run(
-      { project_id: 'p1', query: 'Write a poem', context: [], params: workflow.params.parse({}) },
-      ctx,
-    );
+    const run = startRun(workflow, ctx, 'Write a poem');
     await started;
     const reason = new Error('cancelled');
     ctx.controller.abort(reason);
@@ -239,10 +240,7 @@ describe('agents workflow', () => {
       },
     });
     const fastFlush = createAgentsWorkflow({ tokenIntervalMs: 5 });
-    const run = fastFlush.run(
-      { project_id: 'p1', query: 'Write a story', context: [], params: fastFlush.params.parse({}) },
-      ctx,
-    );
+    const run = startRun(fastFlush, ctx, 'Write a story');
     await expect(run).rejects.toBe(reason);
     expect(shape(ctx.steps)).toEqual(['ROUTER_THOUGHT:router', 'AGENT_START:writer', 'AGENT_TOKEN:writer']);
     expect(model.calls[1].reply).toBeUndefined();
@@ -257,10 +255,7 @@ describe('agents workflow', () => {
     });
     // Only the final flush emits tokens, after the model call is over.
     const slowFlush = createAgentsWorkflow({ tokenIntervalMs: 60_000 });
-    const run = slowFlush.run(
-      { project_id: 'p1', query: 'Write a story', context: [], params: slowFlush.params.parse({}) },
-      ctx,
-    );
+    const run = startRun(slowFlush, ctx, 'Write a story');
     await expect(run).rejects.toBe(reason);
     expect(ctx.steps.at(-1)?.type).toBe('AGENT_TOKEN');
   });
