@@ -45,15 +45,11 @@ function defaultBus(config: Config, log: Logger): TimelineBus {
   return new MemoryBus(retention);
 }
 
-function defaultModel(config: Config, log: Logger): Model {
-  return createModel(config, log);
-}
-
 export function createService(config: Config, parts: ServiceParts = {}): Service {
   const log = parts.log ?? createLogger(config.logLevel);
   const metrics = parts.metrics ?? new Metrics();
   const bus = parts.bus ?? defaultBus(config, log);
-  const model = parts.model ?? defaultModel(config, log);
+  const model = parts.model ?? createModel(config, log);
   const registry = parts.registry ?? createDefaultRegistry({ maxEventsPerSession: config.maxEventsPerSession });
   const runs = new RunManager({ bus, model, log, metrics, runLeaseMs: config.runLeaseMs });
   const streams = new StreamRegistry(config.maxStreams);

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { ModelReply, ModelRequest, ModelUsage } from '../models/model';
+import { capitalize } from '../utils/capitalize';
 import { TokenCoalescer } from './token-coalescer';
 import type { Workflow, WorkflowContext, WorkflowInput } from './workflow';
 
@@ -199,7 +200,7 @@ class AgentsRun {
       await this.ctx.emit({
         type: 'AGENT_START',
         status: 'IN_PROGRESS',
-        message: `${title(speaker)} speaks (turn ${turn} of ${this.params.turns})`,
+        message: `${capitalize(speaker)} speaks (turn ${turn} of ${this.params.turns})`,
         agent_name: speaker,
         details: { turn },
       });
@@ -216,11 +217,11 @@ class AgentsRun {
         ],
         maxTokens: 400,
       });
-      turns.push(`${title(speaker)}: ${text}`);
+      turns.push(`${capitalize(speaker)}: ${text}`);
       await this.ctx.emit({
         type: 'AGENT_MESSAGE',
         status: 'SUCCESS',
-        message: `${title(speaker)} finished turn ${turn} of ${this.params.turns}`,
+        message: `${capitalize(speaker)} finished turn ${turn} of ${this.params.turns}`,
         agent_name: speaker,
         details: { turn, text, usage },
       });
@@ -238,7 +239,7 @@ class AgentsRun {
     return this.ctx.emit({
       type: 'AGENT_START',
       status: 'IN_PROGRESS',
-      message: `${title(agent)} started`,
+      message: `${capitalize(agent)} started`,
       agent_name: agent,
     });
   }
@@ -249,7 +250,7 @@ class AgentsRun {
     await this.ctx.emit({
       type: 'AGENT_COMPLETE',
       status: 'SUCCESS',
-      message: `${title(agent)} finished (${usage.output_tokens} tokens)`,
+      message: `${capitalize(agent)} finished (${usage.output_tokens} tokens)`,
       agent_name: agent,
       details: { text, usage },
     });
@@ -298,9 +299,6 @@ function contextBlock(context: WorkflowInput<unknown>['context']): string {
   return `\n\nContext:\n${context.map((item) => `- ${JSON.stringify(item)}`).join('\n')}`;
 }
 
-function title(agent: string): string {
-  return agent.charAt(0).toUpperCase() + agent.slice(1);
-}
 
 function shorten(text: string): string {
   const line = text.split('\n')[0];

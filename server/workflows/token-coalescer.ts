@@ -1,4 +1,5 @@
 import type { WorkflowContext } from './workflow';
+import { capitalize } from '../utils/capitalize';
 
 export interface TokenCoalescerOptions {
   /** Longest time a delta waits before it is emitted, in milliseconds. Defaults to `50`. */
@@ -71,8 +72,4 @@ export class TokenCoalescer {
         this.failure ??= { error };
       });
   }
-}
-
-function capitalize(name: string): string {
-  return name.charAt(0).toUpperCase() + name.slice(1);
 }

@@ -5,7 +5,7 @@ import { createDefaultRegistry } from '../../server/workflows/registry';
 import type { Workflow } from '../../server/workflows/workflow';
 import { cancelSession, expectJsonError, getHistory, metricSample, postExecuteRaw, request } from '../helpers/api';
 import { execute, newSessionId, startService, synthetic, type RunningService } from '../helpers/service';
-import { isNamed, openSse, timelineEvents, type SseReader, seqAtLeast } from '../helpers/sse-reader';
+import { isNamed, openSse, timelineEvents, type SseReader, seqAtLeast, openReady } from '../helpers/sse-reader';
 
 type Ev = { event_id: string; seq: number; type: string; details?: Record<string, unknown> };
 
@@ -179,11 +179,7 @@ describe('POST /execute runs', () => {
   });
   afterAll(() => svc.close());
 
-  const streamOf = async (sessionId: string): Promise<SseReader> => {
-    const reader = await openSse(`${svc.url}/timeline/stream/${sessionId}`);
-    await reader.waitFor(isNamed('ready'));
-    return reader;
-  };
+  const streamOf = (sessionId: string) => openReady(`${svc.url}/timeline/stream/${sessionId}`);
 
   /** `done` was signalled exactly once: one `done` on the stream, and the bus refuses another. */
   const expectDoneOnce = async (sessionId: string, reader: SseReader, status: string) => {
