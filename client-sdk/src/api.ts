@@ -16,14 +16,15 @@ function isErrorBody(value: unknown): value is ErrorBody {
 export async function errorFromResponse(response: Response): Promise<TimelineError> {
   const status = response.status;
   let body: unknown;
+  let cause: unknown;
   try {
     body = JSON.parse(await response.text());
   } catch (error) {
-    // Not the contract's JSON (a proxy's HTML page, a cut body): still an error with the status.
-    return new TimelineError('http_error', `HTTP ${status} ${response.statusText}`.trim(), { status, cause: error });
+    cause = error;
   }
   if (isErrorBody(body)) return new TimelineError(body.error.code, body.error.message, { status });
-  return new TimelineError('http_error', `HTTP ${status} ${response.statusText}`.trim(), { status });
+  // Not the contract's JSON (a proxy's HTML page, a cut body): still an error with the status.
+  return new TimelineError('http_error', `HTTP ${status} ${response.statusText}`.trim(), { status, cause });
 }
 
 /** A 2xx body as JSON; anything else is not this service speaking. */

@@ -4,6 +4,7 @@ import { reconnectDelay, retryAfterMs, sleep, type ReconnectOptions } from './ba
 import { abortedError, TimelineError } from './errors.js';
 import { isAfter } from './event-id.js';
 import { readSse } from './sse-reader.js';
+import { watchForStall } from './stall-watch.js';
 import type { DonePayload, DoneRecord, GapPayload, ReadyPayload, TimelineEvent } from './types.js';
 
 /** Where a followed session's frames go. Calls never overlap and never throw back. */
@@ -69,11 +70,6 @@ export class SessionStream {
     this.baseDelayMs = options.reconnect.initialDelayMs;
   }
 
-  /** The id of the last event (or `done`) delivered: where a reconnect resumes. */
-  get lastEventId(): string | null {
-    return this.lastId;
-  }
-
   /** Resolves once `done` was delivered; rejects with a {@link TimelineError}. */
   async run(): Promise<void> {
     const { signal, reconnect, random } = this.options;
@@ -102,18 +98,12 @@ export class SessionStream {
     const abort = () => connection.abort(signal.reason);
     signal.addEventListener('abort', abort, { once: true });
     let stalled = false;
-    let stallTimer: ReturnType<typeof setTimeout> | undefined;
-    const armStallTimer = () => {
-      if (stallTimeoutMs === null) return;
-      clearTimeout(stallTimer);
-      stallTimer = setTimeout(() => {
-        stalled = true;
-        connection.abort();
-      }, stallTimeoutMs);
-    };
+    const stall = watchForStall(stallTimeoutMs, () => {
+      stalled = true;
+      connection.abort();
+    });
     let reachedReady = false;
     try {
-      armStallTimer();
       let response: Response;
       try {
         response = await api.openStream(sessionId, this.lastId, connection.signal);
@@ -137,7 +127,7 @@ export class SessionStream {
         });
       }
 
-      for await (const item of readSse(response.body, armStallTimer)) {
+      for await (const item of readSse(response.body, stall.alive)) {
         if (item.kind === 'retry') this.baseDelayMs = item.ms;
         if (item.kind !== 'message') continue;
         const { message } = item;
@@ -169,7 +159,7 @@ export class SessionStream {
       if (error instanceof TimelineError) throw error;
       return { reachedReady, error: this.dropError(error, stalled), retryAfterMs: null };
     } finally {
-      clearTimeout(stallTimer);
+      stall.stop();
       signal.removeEventListener('abort', abort);
       connection.abort();
     }

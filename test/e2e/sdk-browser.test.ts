@@ -4,7 +4,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import type { SessionHistory } from '../../client-sdk/src/types';
+import { getHistory } from '../helpers/api';
 import { startService, type RunningService } from '../helpers/service';
 
 /**
@@ -128,10 +128,6 @@ describe('client SDK in headless Chromium', () => {
     }));
   }
 
-  async function history(sessionId: string): Promise<SessionHistory> {
-    return (await (await fetch(`${svc.url}/timeline/${sessionId}`)).json()) as SessionHistory;
-  }
-
   it('runs a workflow from a page and renders its live timeline to done', async () => {
     const page = await openPage();
     const sessionId = await page.evaluate(
@@ -145,7 +141,7 @@ describe('client SDK in headless Chromium', () => {
       ...Array.from({ length: 20 }, (_, i) => `${i + 2} AGENT_MESSAGE`),
       '22 WORKFLOW_COMPLETE',
     ]);
-    const stored = await history(sessionId);
+    const stored = (await getHistory(svc.url, sessionId)).json;
     expect(view.ids).toEqual(stored.events.map((event) => event.event_id));
     expect(pageErrors).toEqual([]);
     await page.close();

@@ -1,5 +1,6 @@
 import type { FetchLike } from '../../client-sdk/src/api';
 import type { DonePayload, GapPayload, ReadyPayload, SessionStatus, TimelineEvent } from '../../client-sdk/src/types';
+import { draft, range } from './timeline-fixtures';
 import { within } from './wait';
 
 /**
@@ -82,29 +83,28 @@ export class FakeService {
   /** The next stream connection (in order) the SDK opens. */
   nextStream(timeoutMs = 5000): Promise<FakeStream> {
     const index = this.taken++;
-    return within(
-      new Promise<FakeStream>((resolve) => {
-        const check = () => {
-          const stream = this.streams[index];
-          if (!stream) return;
-          this.waiters.delete(check);
-          resolve(stream);
-        };
-        this.waiters.add(check);
-        check();
-      }),
-      timeoutMs,
-      `stream connection #${index + 1}`,
-    );
+    return this.waitFor(() => this.streams[index], timeoutMs, `stream connection #${index + 1}`);
   }
 
   /** Resolves once `count` requests matched `match` (or fails after `timeoutMs`). */
   waitForRequests(match: (request: FakeRequest) => boolean, count: number, timeoutMs = 5000): Promise<FakeRequest[]> {
+    return this.waitFor(
+      () => {
+        const found = this.requests.filter(match);
+        return found.length >= count ? found : undefined;
+      },
+      timeoutMs,
+      `${count} matching requests`,
+    );
+  }
+
+  /** Resolves with what `find` returns once it is defined, checked after every request and stream. */
+  private waitFor<T>(find: () => T | undefined, timeoutMs: number, label: string): Promise<T> {
     return within(
-      new Promise<FakeRequest[]>((resolve) => {
+      new Promise<T>((resolve) => {
         const check = () => {
-          const found = this.requests.filter(match);
-          if (found.length < count) return;
+          const found = find();
+          if (found === undefined) return;
           this.waiters.delete(check);
           resolve(found);
         };
@@ -112,7 +112,7 @@ export class FakeService {
         check();
       }),
       timeoutMs,
-      `${count} matching requests`,
+      label,
     );
   }
 
@@ -177,18 +177,7 @@ function sessionOf(request: FakeRequest): string {
 
 export const eventId = (seq: number): string => `${1_700_000_000_000 + seq}-0`;
 
-export function timelineEvent(sessionId: string, seq: number): TimelineEvent {
-  return {
-    event_id: eventId(seq),
-    session_id: sessionId,
-    seq,
-    type: 'AGENT_MESSAGE',
-    status: 'IN_PROGRESS',
-    message: `step ${seq}`,
-    agent_name: 'tester',
-    timestamp: new Date(1_700_000_000_000 + seq).toISOString(),
-  };
-}
+export const timelineEvent = (sessionId: string, seq: number): TimelineEvent => ({ event_id: eventId(seq), ...draft(sessionId, seq) });
 
 export const readyFrame = (sessionId: string, status: SessionStatus = 'waiting', retryMs = 20): string =>
   `retry: ${retryMs}\nevent: ready\ndata: ${JSON.stringify({ session_id: sessionId, status } satisfies ReadyPayload)}\n\n`;
@@ -196,11 +185,10 @@ export const readyFrame = (sessionId: string, status: SessionStatus = 'waiting',
 export const eventFrame = (sessionId: string, seq: number): string =>
   `id: ${eventId(seq)}\ndata: ${JSON.stringify(timelineEvent(sessionId, seq))}\n\n`;
 
-export const eventFrames = (sessionId: string, from: number, to: number): string => {
-  let text = '';
-  for (let seq = from; seq <= to; seq++) text += eventFrame(sessionId, seq);
-  return text;
-};
+export const eventFrames = (sessionId: string, from: number, to: number): string =>
+  range(from, to)
+    .map((seq) => eventFrame(sessionId, seq))
+    .join('');
 
 export const doneFrame = (id: string, done: DonePayload): string => `event: done\nid: ${id}\ndata: ${JSON.stringify(done)}\n\n`;
 

@@ -77,6 +77,13 @@ export function startTcpProxy(targetPort: number): Promise<TcpProxy> {
     client.on('error', close).on('close', close);
     upstream.on('error', close).on('close', close);
   });
+  const cutAll = () => {
+    for (const { client, upstream } of pairs) {
+      client.destroy();
+      upstream.destroy();
+    }
+    pairs.clear();
+  };
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => {
@@ -85,22 +92,13 @@ export function startTcpProxy(targetPort: number): Promise<TcpProxy> {
         port,
         url: `http://127.0.0.1:${port}`,
         requests,
-        cutAll: () => {
-          for (const { client, upstream } of [...pairs]) {
-            client.destroy();
-            upstream.destroy();
-          }
-          pairs.clear();
-        },
+        cutAll,
         setTarget: (port) => {
           target = port;
         },
         close: () =>
           new Promise<void>((done) => {
-            for (const { client, upstream } of pairs) {
-              client.destroy();
-              upstream.destroy();
-            }
+            cutAll();
             server.close(() => done());
           }),
       });

@@ -1,11 +1,13 @@
-import { TimelineClient, TimelineError, type TimelineClientOptions } from '../../client-sdk/src';
+import { TimelineClient, type TimelineClientOptions } from '../../client-sdk/src';
 import type { FetchLike } from '../../client-sdk/src/api';
-import type { TimelineRun } from '../../client-sdk/src/run';
-import type { DoneRecord, GapPayload, SessionHistory, TimelineEvent } from '../../client-sdk/src/types';
+import type { SessionHistory, TimelineEvent } from '../../client-sdk/src/types';
 import type { Config } from '../../server/config';
-import { execute, newSessionId, type RunningService } from '../helpers/service';
+import { getHistory } from '../helpers/api';
+import { nextEvent, record, settle, tapEvents } from '../helpers/sdk-run';
+import { execute, newSessionId, synthetic, type RunningService } from '../helpers/service';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy';
-import { waitUntil, within } from '../helpers/wait';
+import { range, seqs } from '../helpers/timeline-fixtures';
+import { waitUntil } from '../helpers/wait';
 
 /**
  * Starts one real service (any bus) with `overrides` on top of the suite's defaults. The SDK
@@ -18,62 +20,10 @@ export const SDK_SUITE_CONFIG: Partial<Config> = { retryMs: 50, keepAliveMs: 500
 
 const WAIT_MS = 15000;
 
-interface Followed {
-  events: TimelineEvent[];
-  gaps: GapPayload[];
-  done: DoneRecord[];
-  errors: TimelineError[];
-}
-
-/** Records what a run hands to its callbacks. */
-export function followed(run: TimelineRun): Followed {
-  const seen: Followed = { events: [], gaps: [], done: [], errors: [] };
-  run.onEvent = (event) => seen.events.push(event);
-  run.onGap = (gap) => seen.gaps.push(gap);
-  run.onDone = (done) => seen.done.push(done);
-  run.onError = (error) => seen.errors.push(error);
-  return seen;
-}
-
-/** `run.result` settled into a value or a TimelineError, bounded. */
-export function settle(run: TimelineRun, timeoutMs = WAIT_MS): Promise<{ result?: unknown; error?: TimelineError }> {
-  return within(
-    run.result.then(
-      (result) => ({ result }),
-      (error: unknown) => {
-        if (!(error instanceof TimelineError)) throw error;
-        return { error };
-      },
-    ),
-    timeoutMs,
-    `session ${run.sessionId} to end`,
-  );
-}
-
-/** Resolves on the first event `match` accepts (callbacks already set are kept). */
-export function nextEvent(run: TimelineRun, match: (event: TimelineEvent) => boolean, label: string): Promise<TimelineEvent> {
-  const previous = run.onEvent;
-  return within(
-    new Promise<TimelineEvent>((resolve) => {
-      run.onEvent = (event) => {
-        previous?.(event);
-        if (match(event)) resolve(event);
-      };
-    }),
-    WAIT_MS,
-    label,
-  );
-}
-
-export const seqs = (events: TimelineEvent[]): number[] => events.map((event) => event.seq);
-export const range = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
-
-const syntheticRun = (params: Record<string, unknown>) => ({ project_id: 'p1', query: 'load', workflow: 'synthetic', params });
-
 async function history(url: string, sessionId: string): Promise<SessionHistory> {
-  const response = await fetch(`${url}/timeline/${sessionId}`);
+  const response = await getHistory(url, sessionId);
   expect(response.status).toBe(200);
-  return (await response.json()) as SessionHistory;
+  return response.json;
 }
 
 export function describeSdkBehaviour(name: string, startServer: StartSdkServer): void {
@@ -115,8 +65,8 @@ export function describeSdkBehaviour(name: string, startServer: StartSdkServer):
     it('execute(): opens the stream, then POSTs, and follows a synthetic run to done', async () => {
       const svc = await server();
       const proxy = await proxyTo(svc);
-      const run = client(proxy.url).execute(syntheticRun({ events: 25, interval_ms: 1 }), { signal: signal() });
-      const seen = followed(run);
+      const run = client(proxy.url).execute(synthetic(undefined, { events: 25, interval_ms: 1 }), { signal: signal() });
+      const seen = record(run);
       expect(await settle(run)).toEqual({ result: { events: 25 } });
 
       const [first, second] = proxy.requests;
@@ -153,18 +103,15 @@ export function describeSdkBehaviour(name: string, startServer: StartSdkServer):
     it('resumes after its connection is cut mid-run: Last-Event-ID, no gap, no duplicate, then done', async () => {
       const svc = await server();
       const proxy = await proxyTo(svc);
-      const run = client(proxy.url).execute(syntheticRun({ events: 60, interval_ms: 10 }), { signal: signal() });
-      const seen = followed(run);
+      const run = client(proxy.url).execute(synthetic(undefined, { events: 60, interval_ms: 10 }), { signal: signal() });
+      const seen = record(run);
       const cutAfter = [12, 35];
       const cutAt: string[] = [];
-      const onEvent = run.onEvent;
-      run.onEvent = (event) => {
-        onEvent?.(event);
-        if (event.seq === cutAfter[cutAt.length]) {
-          cutAt.push(event.event_id);
-          proxy.cutAll();
-        }
-      };
+      tapEvents(run, (event) => {
+        if (event.seq !== cutAfter[cutAt.length]) return;
+        cutAt.push(event.event_id);
+        proxy.cutAll();
+      });
 
       expect(await settle(run)).toEqual({ result: { events: 60 } });
       expect(cutAt).toHaveLength(2);
@@ -190,13 +137,13 @@ export function describeSdkBehaviour(name: string, startServer: StartSdkServer):
     it('follow(): another tab joins mid-run from the start, a reload resumes after its last id', async () => {
       const svc = await server();
       const sdk = client(svc.url);
-      const run = sdk.execute(syntheticRun({ events: 30, interval_ms: 10 }), { signal: signal() });
+      const run = sdk.execute(synthetic(undefined, { events: 30, interval_ms: 10 }), { signal: signal() });
       const tenth = await nextEvent(run, (event) => event.seq === 10, 'event 10');
 
       const otherTab = sdk.follow(run.sessionId, { signal: signal() });
-      const tab = followed(otherTab);
+      const tab = record(otherTab);
       const reloaded = sdk.follow(run.sessionId, { lastEventId: tenth.event_id, signal: signal() });
-      const reload = followed(reloaded);
+      const reload = record(reloaded);
 
       const [own, joined, resumed] = await Promise.all([settle(run), settle(otherTab), settle(reloaded)]);
       expect(own).toEqual({ result: { events: 30 } });
@@ -210,11 +157,11 @@ export function describeSdkBehaviour(name: string, startServer: StartSdkServer):
     it('follow() after done with the done id: 204, and the result from the history', async () => {
       const svc = await server();
       const sdk = client(svc.url);
-      const run = sdk.execute(syntheticRun({ events: 3 }), { signal: signal() });
+      const run = sdk.execute(synthetic(undefined, { events: 3 }), { signal: signal() });
       expect(await settle(run)).toEqual({ result: { events: 3 } });
 
       const again = sdk.follow(run.sessionId, { lastEventId: run.lastEventId, signal: signal() });
-      const seen = followed(again);
+      const seen = record(again);
       expect(await settle(again)).toEqual({ result: { events: 3 } });
       expect(seen.events).toEqual([]);
       expect(seen.done.map((done) => done.id)).toEqual([run.lastEventId]);
@@ -224,9 +171,9 @@ export function describeSdkBehaviour(name: string, startServer: StartSdkServer):
       const svc = await server({ maxEventsPerSession: 10 });
       const sessionId = newSessionId();
       // 12 events (start, 10, complete) into a log that keeps 10.
-      expect((await execute(svc.url, { ...syntheticRun({ events: 10 }), session_id: sessionId })).status).toBe(200);
+      expect((await execute(svc.url, synthetic(sessionId, { events: 10 }))).status).toBe(200);
       const run = client(svc.url).follow(sessionId, { signal: signal() });
-      const seen = followed(run);
+      const seen = record(run);
       expect(await settle(run)).toEqual({ result: { events: 10 } });
       expect(seen.gaps).toHaveLength(1);
       expect(run.gaps).toEqual(seen.gaps);
@@ -236,8 +183,8 @@ export function describeSdkBehaviour(name: string, startServer: StartSdkServer):
 
     it('rejects with the server code when POST /execute is refused, and closes the stream', async () => {
       const svc = await server();
-      const run = client(svc.url).execute(syntheticRun({ events: 0 }), { signal: signal() });
-      const seen = followed(run);
+      const run = client(svc.url).execute(synthetic(undefined, { events: 0 }), { signal: signal() });
+      const seen = record(run);
       const { error } = await settle(run);
       expect(error?.code).toBe('invalid_request');
       expect(error?.status).toBe(400);
@@ -264,8 +211,8 @@ export function describeSdkBehaviour(name: string, startServer: StartSdkServer):
 
     it('cancel(): the run ends cancelled and the result rejects with cancelled', async () => {
       const svc = await server();
-      const run = client(svc.url).execute(syntheticRun({ events: 500, interval_ms: 20 }), { signal: signal() });
-      const seen = followed(run);
+      const run = client(svc.url).execute(synthetic(undefined, { events: 500, interval_ms: 20 }), { signal: signal() });
+      const seen = record(run);
       await nextEvent(run, (event) => event.seq === 3, 'event 3');
       await run.cancel();
       const { error } = await settle(run);
@@ -286,7 +233,7 @@ export function describeSdkBehaviour(name: string, startServer: StartSdkServer):
       };
       const sdk = client(svc.url, { fetch: observed });
       const sessionId = newSessionId();
-      expect((await execute(svc.url, { ...syntheticRun({ events: 2 }), session_id: sessionId })).status).toBe(200);
+      expect((await execute(svc.url, synthetic(sessionId, { events: 2 }))).status).toBe(200);
 
       const occupant = new AbortController();
       controllers.push(occupant);
@@ -305,7 +252,7 @@ export function describeSdkBehaviour(name: string, startServer: StartSdkServer):
     it('abort stops following: the server closes the stream and the run goes on', async () => {
       const svc = await server();
       const controller = new AbortController();
-      const run = client(svc.url).execute(syntheticRun({ events: 20, interval_ms: 20 }), { signal: controller.signal });
+      const run = client(svc.url).execute(synthetic(undefined, { events: 20, interval_ms: 20 }), { signal: controller.signal });
       await nextEvent(run, (event) => event.seq === 2, 'event 2');
       controller.abort();
       expect((await settle(run)).error?.code).toBe('aborted');

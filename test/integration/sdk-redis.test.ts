@@ -3,9 +3,11 @@ import { TimelineClient } from '../../client-sdk/src';
 import type { Config } from '../../server/config';
 import { RedisBus } from '../../server/timeline/redis-bus';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server';
-import { startService, type RunningService } from '../helpers/service';
+import { record, settle, tapEvents } from '../helpers/sdk-run';
+import { startService, synthetic, type RunningService } from '../helpers/service';
 import { startTcpProxy } from '../helpers/tcp-proxy';
-import { describeSdkBehaviour, followed, range, SDK_SUITE_CONFIG, seqs, settle } from './sdk-behaviour';
+import { range, seqs } from '../helpers/timeline-fixtures';
+import { describeSdkBehaviour, SDK_SUITE_CONFIG } from './sdk-behaviour';
 
 let redis: RedisServer;
 beforeAll(async () => {
@@ -32,6 +34,8 @@ async function startRedisService(overrides: Partial<Config>, keyPrefix = `sdk${r
 
 describeSdkBehaviour('Redis bus', (overrides) => startRedisService(overrides));
 
+const portOf = (service: RunningService): number => Number(new URL(service.url).port);
+
 describe('client SDK across two instances on one Redis', () => {
   const services: RunningService[] = [];
   afterEach(async () => {
@@ -42,34 +46,30 @@ describe('client SDK across two instances on one Redis', () => {
     const prefix = `sdk${randomUUID().slice(0, 8)}:`;
     const [a, b] = await Promise.all([startRedisService(SDK_SUITE_CONFIG, prefix), startRedisService(SDK_SUITE_CONFIG, prefix)]);
     services.push(a, b);
-    const proxy = await startTcpProxy(Number(new URL(a.url).port));
+    const proxy = await startTcpProxy(portOf(a));
+    const controller = new AbortController();
     try {
-      const controller = new AbortController();
       const client = new TimelineClient({ baseUrl: proxy.url, reconnect: { initialDelayMs: 50 } });
-      const run = client.execute({ project_id: 'p1', query: 'load', workflow: 'synthetic', params: { events: 40, interval_ms: 10 } }, {
-        signal: controller.signal,
-      });
-      const seen = followed(run);
-      const onEvent = run.onEvent;
-      run.onEvent = (event) => {
-        onEvent?.(event);
+      const run = client.execute(synthetic(undefined, { events: 40, interval_ms: 10 }), { signal: controller.signal });
+      const seen = record(run);
+      tapEvents(run, (event) => {
         if (event.seq !== 15) return;
-        proxy.setTarget(Number(new URL(b.url).port));
+        proxy.setTarget(portOf(b));
         proxy.cutAll();
-      };
+      });
       expect(await settle(run)).toEqual({ result: { events: 40 } });
       expect(seqs(seen.events)).toEqual(range(1, 42));
       expect(seen.gaps).toEqual([]);
       // The run executed on A; after the cut B served the stream, resuming from the last id.
-      const portOf = (service: RunningService) => Number(new URL(service.url).port);
       const [post] = proxy.requests.filter((request) => request.path === '/execute');
       expect(post.target).toBe(portOf(a));
       const streams = proxy.requests.filter((request) => request.path.startsWith('/timeline/stream/'));
       expect(streams.map((request) => request.target)).toEqual([portOf(a), ...streams.slice(1).map(() => portOf(b))]);
       expect(streams.length).toBeGreaterThanOrEqual(2);
       expect(seen.events.map((event) => event.event_id)).toContain(streams[1].headers['last-event-id']);
-      controller.abort();
     } finally {
+      // A failed assertion must not leave the run following a server that is going away.
+      controller.abort();
       await proxy.close();
     }
   });

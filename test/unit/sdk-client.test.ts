@@ -1,6 +1,5 @@
 import { TimelineClient, TimelineError, type TimelineClientOptions } from '../../client-sdk/src';
-import type { TimelineRun } from '../../client-sdk/src/run';
-import type { DoneRecord, GapPayload, TimelineEvent } from '../../client-sdk/src/types';
+import type { TimelineEvent } from '../../client-sdk/src/types';
 import {
   doneFrame,
   errorJson,
@@ -15,24 +14,19 @@ import {
   timelineEvent,
   type FakeStream,
 } from '../helpers/sdk-fake-service';
+import { nextEvent, record, settle } from '../helpers/sdk-run';
+import { range, seqs } from '../helpers/timeline-fixtures';
 import { within } from '../helpers/wait';
 
 /**
  * The SDK's own logic (ordering, dedupe, reconnect, backoff, stop conditions) against a
  * scripted service behind its injectable `fetch`. The real server is in
- * test/integration/sdk-client.test.ts.
+ * test/integration/sdk-behaviour.ts.
  */
 
 const BASE = 'http://timeline.test';
 const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const FOLLOWED = '0b8e0d6a-5c51-4b9e-8d67-2f0d0c3b7a10';
-
-interface Recorded {
-  events: TimelineEvent[];
-  gaps: GapPayload[];
-  done: DoneRecord[];
-  errors: TimelineError[];
-}
 
 function setup(options: Partial<TimelineClientOptions> = {}) {
   const service = new FakeService();
@@ -44,33 +38,6 @@ function setup(options: Partial<TimelineClientOptions> = {}) {
   });
   return { service, client };
 }
-
-function record(run: TimelineRun): Recorded {
-  const recorded: Recorded = { events: [], gaps: [], done: [], errors: [] };
-  run.onEvent = (event) => recorded.events.push(event);
-  run.onGap = (gap) => recorded.gaps.push(gap);
-  run.onDone = (done) => recorded.done.push(done);
-  run.onError = (error) => recorded.errors.push(error);
-  return recorded;
-}
-
-/** Settles `run.result` into a value or a TimelineError, bounded. */
-async function outcome(run: TimelineRun, timeoutMs = 5000): Promise<{ result?: unknown; error?: TimelineError }> {
-  return within(
-    run.result.then(
-      (result) => ({ result }),
-      (error: unknown) => {
-        if (!(error instanceof TimelineError)) throw error;
-        return { error };
-      },
-    ),
-    timeoutMs,
-    'run.result to settle',
-  );
-}
-
-const seqs = (events: TimelineEvent[]) => events.map((event) => event.seq);
-const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
 describe('TimelineClient.execute', () => {
   it('makes a v4 session id, opens the stream, and POSTs /execute only after ready', async () => {
@@ -103,7 +70,7 @@ describe('TimelineClient.execute', () => {
     });
 
     stream.send(eventFrames(run.sessionId, 1, 4) + doneFrame(eventId(5), { status: 'completed', result: { answer: 42 } }));
-    expect(await outcome(run)).toEqual({ result: { answer: 42 } });
+    expect(await settle(run)).toEqual({ result: { answer: 42 } });
     expect(seqs(recorded.events)).toEqual([1, 2, 3, 4]);
     expect(recorded.events[0]).toEqual(timelineEvent(run.sessionId, 1));
     expect(recorded.done).toEqual([{ id: eventId(5), status: 'completed', result: { answer: 42 } }]);
@@ -139,7 +106,7 @@ describe('TimelineClient.execute', () => {
     expect(first.request.headers.get('Authorization')).toBe('Bearer t1');
     expect(second.request.headers.get('Authorization')).toBe('Bearer t2');
     second.send(readyFrame(FOLLOWED, 'running') + doneFrame('9-0', { status: 'completed' }));
-    expect(await outcome(run)).toEqual({ result: undefined });
+    expect(await settle(run)).toEqual({ result: undefined });
   });
 
   it('rejects an explicit session_id: the SDK makes it', () => {
@@ -154,7 +121,7 @@ describe('TimelineClient.execute', () => {
     const recorded = record(run);
     const stream = await service.nextStream();
     stream.send(readyFrame(run.sessionId));
-    const { error } = await outcome(run);
+    const { error } = await settle(run);
     expect(error?.code).toBe('session_conflict');
     expect(error?.status).toBe(409);
     expect(recorded.errors).toEqual([error]);
@@ -169,7 +136,7 @@ describe('TimelineClient.execute', () => {
     const run = client.execute({ project_id: 'p1', query: 'q' });
     const stream = await service.nextStream();
     stream.send(readyFrame(run.sessionId));
-    const { error } = await outcome(run);
+    const { error } = await settle(run);
     expect(error?.code).toBe('network_error');
     expect(error?.message).toMatch(/POST \/execute failed: fetch failed: socket hang up/);
     expect(service.requestsTo('/execute')).toHaveLength(1);
@@ -179,9 +146,10 @@ describe('TimelineClient.execute', () => {
   it('cancel() while POST /execute is in flight cancels once the run was accepted', async () => {
     const { service, client } = setup();
     let accept: () => void = () => undefined;
+    const accepted = service.executeAnswer;
     service.executeAnswer = (request) =>
       new Promise<Response>((resolve) => {
-        accept = () => resolve(json(202, { session_id: JSON.parse(request.body as string).session_id, stream_url: '' }));
+        accept = () => resolve(accepted(request));
       });
     const run = client.execute({ project_id: 'p1', query: 'q' });
     const stream = await service.nextStream();
@@ -194,7 +162,7 @@ describe('TimelineClient.execute', () => {
     await within(cancelling, 2000, 'cancel() to resolve');
     expect(service.requestsTo(`/timeline/${run.sessionId}/cancel`)).toHaveLength(1);
     stream.send(doneFrame(eventId(1), { status: 'cancelled' }));
-    expect((await outcome(run)).error?.code).toBe('cancelled');
+    expect((await settle(run)).error?.code).toBe('cancelled');
   });
 
   it('fails with invalid_request (400) and never retries the POST', async () => {
@@ -202,7 +170,7 @@ describe('TimelineClient.execute', () => {
     service.executeAnswer = () => errorJson(400, 'invalid_request');
     const run = client.execute({ project_id: '', query: 'q' });
     (await service.nextStream()).send(readyFrame(run.sessionId));
-    expect((await outcome(run)).error?.code).toBe('invalid_request');
+    expect((await settle(run)).error?.code).toBe('invalid_request');
     expect(service.requestsTo('/execute')).toHaveLength(1);
   });
 });
@@ -230,7 +198,7 @@ describe('resuming a dropped stream', () => {
     third.send(readyFrame(run.sessionId, 'running') + eventFrames(run.sessionId, 7, 8));
     third.send(doneFrame(eventId(9), { status: 'completed', result: 1 }));
 
-    expect(await outcome(run)).toEqual({ result: 1 });
+    expect(await settle(run)).toEqual({ result: 1 });
     expect(seqs(recorded.events)).toEqual(range(1, 8));
     expect(service.requestsTo('/execute')).toHaveLength(1);
   });
@@ -252,7 +220,7 @@ describe('resuming a dropped stream', () => {
     expect(reconnected.at - failed.at).toBeGreaterThanOrEqual(240);
     expect(reconnected.at - failed.at).toBeLessThan(2000);
     third.send(readyFrame(FOLLOWED, 'running') + doneFrame('9-0', { status: 'completed' }));
-    await outcome(run);
+    await settle(run);
   });
 
   it('honours Retry-After on 503 too_many_streams, then connects', async () => {
@@ -264,7 +232,7 @@ describe('resuming a dropped stream', () => {
     const [refused, accepted] = service.requestsTo('/timeline/stream/');
     expect(accepted.at - refused.at).toBeGreaterThanOrEqual(1000);
     stream.send(readyFrame(FOLLOWED, 'running') + eventFrames(FOLLOWED, 1, 2) + doneFrame(eventId(3), { status: 'completed' }));
-    await outcome(run);
+    await settle(run);
     expect(seqs(recorded.events)).toEqual([1, 2]);
   });
 
@@ -274,7 +242,7 @@ describe('resuming a dropped stream', () => {
     service.streamAnswers.push(refuse, refuse, refuse, refuse);
     const run = client.follow(FOLLOWED);
     const recorded = record(run);
-    const { error } = await outcome(run);
+    const { error } = await settle(run);
     expect(error?.code).toBe('retries_exhausted');
     expect(error?.message).toMatch(/after 3 failed attempts in a row/);
     expect(error?.message).toMatch(/ECONNREFUSED/);
@@ -295,7 +263,7 @@ describe('resuming a dropped stream', () => {
     }
     const last = await service.nextStream();
     last.send(readyFrame(FOLLOWED, 'running') + doneFrame('9-0', { status: 'completed' }));
-    expect(await outcome(run)).toEqual({ result: undefined });
+    expect(await settle(run)).toEqual({ result: undefined });
   });
 
   it('treats a silent stream as dropped; keep-alive comments keep it open', async () => {
@@ -317,7 +285,7 @@ describe('resuming a dropped stream', () => {
     expect(first.isClosed).toBe(true);
     expect(second.request.headers.get('Last-Event-ID')).toBe(eventId(1));
     second.send(readyFrame(FOLLOWED, 'running') + doneFrame(eventId(2), { status: 'completed' }));
-    await outcome(run);
+    await settle(run);
   });
 
   it('treats a request that never answers as stalled too', async () => {
@@ -331,7 +299,7 @@ describe('resuming a dropped stream', () => {
     const run = client.follow(FOLLOWED);
     const stream = await service.nextStream(2000);
     stream.send(readyFrame(FOLLOWED, 'running') + doneFrame('9-0', { status: 'completed' }));
-    await outcome(run);
+    await settle(run);
     expect(service.requestsTo('/timeline/stream/')).toHaveLength(2);
   });
 });
@@ -341,7 +309,7 @@ describe('stopping', () => {
     const { service, client } = setup();
     service.streamAnswers.push(() => errorJson(400, 'invalid_session_id'));
     const run = client.follow('not-a-uuid');
-    const { error } = await outcome(run);
+    const { error } = await settle(run);
     expect(error).toBeInstanceOf(TimelineError);
     expect(error?.code).toBe('invalid_session_id');
     expect(error?.status).toBe(400);
@@ -355,7 +323,7 @@ describe('stopping', () => {
     const stream = await service.nextStream();
     stream.send(readyFrame(FOLLOWED) + PING + 'event: expired\ndata: {"code":"idle_timeout"}\n\n');
     stream.end();
-    const { error } = await outcome(run);
+    const { error } = await settle(run);
     expect(error?.code).toBe('expired');
     expect(recorded.errors).toEqual([error]);
     expect(service.requests).toHaveLength(1);
@@ -368,7 +336,7 @@ describe('stopping', () => {
       json(200, { session_id: FOLLOWED, status: 'completed', events: [], done: { id: '7-0', status: 'completed', result: 'r' } });
     const run = client.follow(FOLLOWED, { lastEventId: '7-0' });
     const recorded = record(run);
-    expect(await outcome(run)).toEqual({ result: 'r' });
+    expect(await settle(run)).toEqual({ result: 'r' });
     expect(recorded.done).toEqual([{ id: '7-0', status: 'completed', result: 'r' }]);
     expect(service.requests[0].headers.get('Last-Event-ID')).toBe('7-0');
     expect(service.requests.map((request) => new URL(request.url).pathname)).toEqual([
@@ -384,13 +352,9 @@ describe('stopping', () => {
     const recorded = record(run);
     const stream = await service.nextStream();
     stream.send(readyFrame(FOLLOWED, 'running') + eventFrames(FOLLOWED, 1, 2));
-    await within(
-      new Promise<void>((resolve) => (run.onEvent = (event) => event.seq === 2 && resolve())),
-      2000,
-      'event 2',
-    );
+    await nextEvent(run, (event) => event.seq === 2, 'event 2');
     controller.abort(new Error('unmounted'));
-    const { error } = await outcome(run);
+    const { error } = await settle(run);
     expect(error?.code).toBe('aborted');
     expect((error?.cause as Error).message).toBe('unmounted');
     await within(stream.closed, 1000, 'the stream to be closed');
@@ -402,14 +366,14 @@ describe('stopping', () => {
   it('stops at once when the signal is already aborted', async () => {
     const { service, client } = setup();
     const run = client.follow(FOLLOWED, { signal: AbortSignal.abort() });
-    expect((await outcome(run)).error?.code).toBe('aborted');
+    expect((await settle(run)).error?.code).toBe('aborted');
     expect(service.requests).toHaveLength(0);
   });
 
   it('stops on a 200 that is not an event stream (a proxy page) with protocol_error', async () => {
     const { service, client } = setup();
     service.streamAnswers.push(() => new Response('<html></html>', { status: 200, headers: { 'Content-Type': 'text/html' } }));
-    const { error } = await outcome(client.follow(FOLLOWED));
+    const { error } = await settle(client.follow(FOLLOWED));
     expect(error?.code).toBe('protocol_error');
     expect(service.requests).toHaveLength(1);
   });
@@ -423,7 +387,7 @@ describe('run outcomes', () => {
     const stream = await service.nextStream();
     const done = { status: 'failed' as const, error: { code: 'run_lost', message: 'lost' } };
     stream.send(readyFrame(FOLLOWED, 'running') + doneFrame('3-0', done));
-    const { error } = await outcome(run);
+    const { error } = await settle(run);
     expect(error?.code).toBe('run_lost');
     expect(error?.done).toEqual({ id: '3-0', ...done });
     // The server's done arrived: onDone, not onError.
@@ -439,7 +403,7 @@ describe('run outcomes', () => {
     const gap = { after: eventId(1), first_available: eventId(5) };
     stream.send(readyFrame(FOLLOWED, 'running') + gapFrame(gap) + eventFrames(FOLLOWED, 5, 6));
     stream.send(doneFrame(eventId(7), { status: 'completed' }));
-    await outcome(run);
+    await settle(run);
     expect(recorded.gaps).toEqual([gap]);
     expect(run.gaps).toEqual([gap]);
     expect(seqs(recorded.events)).toEqual([5, 6]);
@@ -455,7 +419,7 @@ describe('run outcomes', () => {
     const [cancel] = service.requestsTo(`/timeline/${run.sessionId}/cancel`);
     expect(cancel.method).toBe('POST');
     stream.send(doneFrame(eventId(2), { status: 'cancelled' }));
-    const { error } = await outcome(run);
+    const { error } = await settle(run);
     expect(error?.code).toBe('cancelled');
     expect(error?.done?.status).toBe('cancelled');
     await run.cancel(); // finished: nothing to do, no request
@@ -468,7 +432,7 @@ describe('run outcomes', () => {
     const stream = await service.nextStream();
     await run.cancel();
     stream.send(readyFrame(run.sessionId));
-    expect((await outcome(run)).error?.code).toBe('cancelled');
+    expect((await settle(run)).error?.code).toBe('cancelled');
     await within(stream.closed, 1000, 'the stream to be closed');
     expect(service.requestsTo('/execute')).toHaveLength(0);
     expect(service.requestsTo(`/timeline/${run.sessionId}/cancel`)).toHaveLength(0);
@@ -492,7 +456,7 @@ describe('run outcomes', () => {
       break;
     }
     stream.send(eventFrames(FOLLOWED, 3, 3) + doneFrame(eventId(4), { status: 'completed', result: 'r' }));
-    expect(await outcome(run)).toEqual({ result: 'r' });
+    expect(await settle(run)).toEqual({ result: 'r' });
     expect(run.lastEventId).toBe(eventId(4));
   });
 });
