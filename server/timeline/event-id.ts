@@ -4,30 +4,14 @@
  * Ids are kept canonical (no leading zeros) so they compare by length, then by text.
  */
 
+export { compareEventIds } from '../../client-sdk/src/event-id';
+
 const MAX_PART = 18446744073709551615n; // Redis stream ids are two unsigned 64-bit numbers
 const EVENT_ID = /^(0|[1-9][0-9]{0,19})-(0|[1-9][0-9]{0,19})$/;
 
 export function isEventId(value: string): boolean {
   const match = EVENT_ID.exec(value);
   return match !== null && BigInt(match[1]) <= MAX_PART && BigInt(match[2]) <= MAX_PART;
-}
-
-function compareParts(a: string, b: string): number {
-  if (a.length !== b.length) return a.length < b.length ? -1 : 1;
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
-/** Orders two canonical event ids; `null` (the very start) precedes every id. */
-export function compareEventIds(a: string | null, b: string | null): number {
-  if (a === b) return 0;
-  if (a === null) return -1;
-  if (b === null) return 1;
-  const dashA = a.indexOf('-');
-  const dashB = b.indexOf('-');
-  return (
-    compareParts(a.slice(0, dashA), b.slice(0, dashB)) ||
-    compareParts(a.slice(dashA + 1), b.slice(dashB + 1))
-  );
 }
 
 /** Makes ids the way Redis XADD `*` does: wall-clock ms, and a counter within one ms. */
