@@ -4,6 +4,7 @@ import { DEFAULT_CONFIG, type Config } from '../../server/config';
 import { Metrics } from '../../server/metrics';
 import { ScriptedModel } from '../../server/models/scripted-model';
 import { createService, type Service, type ServiceParts } from '../../server/service';
+import { RedisBus, type RedisBusOptions } from '../../server/timeline/redis-bus';
 
 export interface RunningService {
   service: Service;
@@ -27,6 +28,30 @@ export async function startService(overrides: Partial<Config> = {}, parts: Servi
   });
   const port = await service.listen(0);
   return { service, url: `http://127.0.0.1:${port}`, close: () => service.close() };
+}
+
+/**
+ * Starts one service on the Redis bus at `redisUrl`, as `REDIS_URL` selects it, with fast
+ * reconnects for the fault tests; resolves once it receives cancel requests. `bus` options
+ * (a key prefix, say) go to the bus; retention and outage come from the config.
+ */
+export async function startRedisService(
+  redisUrl: string,
+  overrides: Partial<Config> = {},
+  bus: Partial<RedisBusOptions> = {},
+): Promise<RunningService> {
+  const config = testConfig({ ...overrides, redisUrl });
+  const redisBus = new RedisBus({
+    url: redisUrl,
+    eventTtlS: config.eventTtlS,
+    maxEventsPerSession: config.maxEventsPerSession,
+    outageMs: config.busOutageMs,
+    redis: { retryStrategy: () => 50 },
+    ...bus,
+  });
+  const running = await startService(config, { bus: redisBus });
+  await redisBus.whenListening();
+  return running;
 }
 
 export const newSessionId = (): string => randomUUID();

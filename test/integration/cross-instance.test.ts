@@ -1,7 +1,9 @@
+import type { Config } from '../../server/config';
+import { MemoryBus } from '../../server/timeline/memory-bus';
 import { RedisBus } from '../../server/timeline/redis-bus';
 import { cancelSession, expectJsonError, getHistory, request } from '../helpers/api';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server';
-import { execute, newSessionId, startService, synthetic, type RunningService } from '../helpers/service';
+import { execute, newSessionId, startRedisService, startService, synthetic, type RunningService } from '../helpers/service';
 import { isNamed, openSse, timelineEvents, type SseReader, seqAtLeast, openReady } from '../helpers/sse-reader';
 import { range, seqs } from '../helpers/timeline-fixtures';
 import { waitUntil } from '../helpers/wait';
@@ -17,19 +19,15 @@ describe('two instances on one Redis', () => {
   beforeAll(async () => {
     redis = await startRedisServer();
     // Both selected by REDIS_URL, as `npm start` does; a fast reconnect for the restart tests.
-    [a, b] = await Promise.all([startInstance(redis.url), startInstance(redis.url)]);
+    [a, b] = await Promise.all([startInstance(), startInstance()]);
   });
   afterAll(async () => {
     await Promise.all([a?.close(), b?.close()]);
     await redis?.stop();
   });
 
-  async function startInstance(url: string, outageMs?: number): Promise<RunningService> {
-    const bus = new RedisBus({ url, outageMs, redis: { retryStrategy: () => 50 } });
-    const service = await startService({ redisUrl: url, keepAliveMs: null }, { bus });
-    await bus.whenListening();
-    return service;
-  }
+  const startInstance = (overrides: Partial<Config> = {}) =>
+    startRedisService(redis.url, { keepAliveMs: null, ...overrides });
 
   const streamUrl = (svc: RunningService, sessionId: string) => `${svc.url}/timeline/stream/${sessionId}`;
 
@@ -39,8 +37,16 @@ describe('two instances on one Redis', () => {
 
   const seqsOf = (reader: SseReader) => seqs(timelineEvents<Ev>(reader));
 
-  it('selects the Redis bus when REDIS_URL is set', () => {
-    expect(a.service.bus).toBeInstanceOf(RedisBus);
+  it('selects the Redis bus when REDIS_URL is set, and the memory bus when it is not', async () => {
+    const onRedis = await startService({ redisUrl: redis.url });
+    const inMemory = await startService();
+    try {
+      expect(onRedis.service.bus).toBeInstanceOf(RedisBus);
+      expect(inMemory.service.bus).toBeInstanceOf(MemoryBus);
+      expect((await request(`${onRedis.url}/readyz`)).status).toBe(200);
+    } finally {
+      await Promise.all([onRedis.close(), inMemory.close()]);
+    }
   });
 
   it('streams on one instance a run executing on the other: every event once, in order, then done', async () => {
@@ -183,7 +189,7 @@ describe('two instances on one Redis', () => {
   });
 
   it('fails a run whose Redis stays down longer than BUS_OUTAGE_MS with 503 bus_unavailable, and lives on', async () => {
-    const c = await startInstance(redis.url, 300);
+    const c = await startInstance({ busOutageMs: 300 });
     try {
       const sessionId = newSessionId();
       const reader = await follow(a, sessionId);

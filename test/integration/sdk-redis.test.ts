@@ -1,10 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { TimelineClient } from '../../client-sdk/src';
 import type { Config } from '../../server/config';
-import { RedisBus } from '../../server/timeline/redis-bus';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server';
 import { record, settle, tapEvents } from '../helpers/sdk-run';
-import { startService, synthetic, type RunningService } from '../helpers/service';
+import { startRedisService, synthetic, type RunningService } from '../helpers/service';
 import { startTcpProxy } from '../helpers/tcp-proxy';
 import { range, seqs } from '../helpers/timeline-fixtures';
 import { describeSdkBehaviour, SDK_SUITE_CONFIG } from './sdk-behaviour';
@@ -18,21 +17,10 @@ afterAll(async () => {
 });
 
 /** A service on the shared private Redis, with its own key prefix so tests cannot see each other. */
-async function startRedisService(overrides: Partial<Config>, keyPrefix = `sdk${randomUUID().slice(0, 8)}:`): Promise<RunningService> {
-  const config = { ...overrides, redisUrl: redis.url };
-  const bus = new RedisBus({
-    url: redis.url,
-    keyPrefix,
-    eventTtlS: config.eventTtlS,
-    maxEventsPerSession: config.maxEventsPerSession,
-    redis: { retryStrategy: () => 50 },
-  });
-  const service = await startService(config, { bus });
-  await bus.whenListening();
-  return service;
-}
+const startOnRedis = (overrides: Partial<Config>, keyPrefix = `sdk${randomUUID().slice(0, 8)}:`): Promise<RunningService> =>
+  startRedisService(redis.url, overrides, { keyPrefix });
 
-describeSdkBehaviour('Redis bus', (overrides) => startRedisService(overrides));
+describeSdkBehaviour('Redis bus', (overrides) => startOnRedis(overrides));
 
 const portOf = (service: RunningService): number => Number(new URL(service.url).port);
 
@@ -44,7 +32,7 @@ describe('client SDK across two instances on one Redis', () => {
 
   it('resumes on the other instance when its connection is cut (a load balancer moving it)', async () => {
     const prefix = `sdk${randomUUID().slice(0, 8)}:`;
-    const [a, b] = await Promise.all([startRedisService(SDK_SUITE_CONFIG, prefix), startRedisService(SDK_SUITE_CONFIG, prefix)]);
+    const [a, b] = await Promise.all([startOnRedis(SDK_SUITE_CONFIG, prefix), startOnRedis(SDK_SUITE_CONFIG, prefix)]);
     services.push(a, b);
     const proxy = await startTcpProxy(portOf(a));
     const controller = new AbortController();
