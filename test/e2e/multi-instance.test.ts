@@ -96,7 +96,9 @@ it('survives Redis being down under an open stream, reports not ready, and recov
   } finally {
     await redis.start();
   }
-  await waitUntil(async () => (await request(`${a.url}/readyz`)).status === 200, { label: 'readyz after the outage' });
+  // Each process reconnects on its own schedule; until it has, it refuses new runs (503).
+  await waitUntil(async () => (await request(`${a.url}/readyz`)).status === 200, { label: 'a ready after the outage' });
+  await waitUntil(async () => (await request(`${b.url}/readyz`)).status === 200, { label: 'b ready after the outage' });
   // The stream that waited through the outage still sees the run that starts now.
   expect((await execute(b.url, synthetic(sessionId, { events: 5 }))).status).toBe(200);
   await waiting.waitFor(isNamed('done'), 10000, 'done after the outage');
