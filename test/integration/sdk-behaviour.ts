@@ -225,14 +225,15 @@ export function describeSdkBehaviour(name: string, startServer: StartSdkServer):
 
     it('waits out 503 too_many_streams (Retry-After), then follows to done', async () => {
       const svc = await server({ maxStreams: 1, retryMs: 1000 });
+      const sessionId = newSessionId();
+      // Only the followed session's stream: the occupant's own 200 may arrive after the 503.
       const statuses: Array<{ status: number; at: number }> = [];
       const observed: FetchLike = async (url, init) => {
         const response = await fetch(url, init);
-        if (url.includes('/timeline/stream/')) statuses.push({ status: response.status, at: Date.now() });
+        if (url.includes(`/timeline/stream/${sessionId}`)) statuses.push({ status: response.status, at: Date.now() });
         return response;
       };
       const sdk = client(svc.url, { fetch: observed });
-      const sessionId = newSessionId();
       expect((await execute(svc.url, synthetic(sessionId, { events: 2 }))).status).toBe(200);
 
       const occupant = new AbortController();
