@@ -36,12 +36,13 @@ process.once('exit', () => {
   for (const child of orphans) child.kill('SIGKILL');
 });
 
-function waitForPort(port: number, child: ChildProcess, timeoutMs = 10000): Promise<void> {
+/** Resolves once `child` (named `name` in errors) accepts connections on 127.0.0.1:`port`. */
+export function waitForPort(port: number, child: ChildProcess, timeoutMs = 10000, name = 'redis-server'): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   return new Promise((resolve, reject) => {
     const attempt = () => {
-      if (child.exitCode !== null) {
-        reject(new Error(`redis-server exited with ${child.exitCode} before listening on ${port}`));
+      if (child.exitCode !== null || child.signalCode !== null) {
+        reject(new Error(`${name} exited with ${child.exitCode ?? child.signalCode} before listening on ${port}`));
         return;
       }
       const socket = net.connect(port, '127.0.0.1');
@@ -51,7 +52,7 @@ function waitForPort(port: number, child: ChildProcess, timeoutMs = 10000): Prom
       });
       socket.once('error', () => {
         socket.destroy();
-        if (Date.now() > deadline) reject(new Error(`redis-server did not listen on ${port} within ${timeoutMs} ms`));
+        if (Date.now() > deadline) reject(new Error(`${name} did not listen on ${port} within ${timeoutMs} ms`));
         else setTimeout(attempt, 20);
       });
     };

@@ -1,0 +1,211 @@
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse } from 'yaml';
+import { DEFAULT_CONFIG } from '../../server/config';
+import { NGINX_CONF, parseNginxConfig, testNginxConfig, type NginxDirective } from '../helpers/nginx';
+
+/**
+ * No Docker engine runs here, so the deployment files are checked by reading them: the
+ * compose wiring (services, environment, ports, the nginx config mount), nginx.conf's
+ * upstreams and SSE settings, and the Dockerfile's runtime stage. `nginx -t` checks the
+ * config itself.
+ */
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const read = (file: string) => readFileSync(path.join(ROOT, file), 'utf8');
+
+interface ComposeService {
+  build?: string | { context: string };
+  image?: string;
+  command?: string[];
+  environment?: Record<string, string>;
+  ports?: string[];
+  expose?: string[];
+  volumes?: string[];
+  depends_on?: Record<string, { condition: string }>;
+  healthcheck?: { test: string[] };
+  stop_grace_period?: string;
+}
+
+// `merge: true`: the app services share one definition through a YAML merge key (`<<: *app`).
+const compose = parse(read('docker-compose.yml'), { merge: true }) as { services: Record<string, ComposeService> };
+const services = compose.services;
+const appNames = Object.keys(services).filter((name) => services[name].build !== undefined);
+const nginxConf = parseNginxConfig(readFileSync(NGINX_CONF, 'utf8'));
+
+/** Every directive named `name` under `directives`, at any depth. */
+function findAll(directives: NginxDirective[], name: string): NginxDirective[] {
+  return directives.flatMap((d) => [...(d.name === name ? [d] : []), ...findAll(d.block ?? [], name)]);
+}
+
+function findOne(directives: NginxDirective[], name: string, ...args: string[]): NginxDirective {
+  const found = findAll(directives, name).filter((d) => args.every((arg, i) => d.args[i] === arg));
+  if (found.length !== 1) throw new Error(`want one "${[name, ...args].join(' ')}" in nginx.conf, found ${found.length}`);
+  return found[0];
+}
+
+/** The value of a directive set directly in `block` (not in a nested block). */
+const setting = (block: NginxDirective[], name: string) => block.filter((d) => d.name === name).map((d) => d.args.join(' '));
+
+/** nginx time (`1h`, `90s`, `500ms`, bare seconds) in milliseconds. */
+function nginxMs(value: string): number {
+  const match = /^(\d+)(ms|s|m|h|d)?$/.exec(value);
+  if (!match) throw new Error(`not an nginx time: ${value}`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] ?? 's'] as number;
+  return Number(match[1]) * unit;
+}
+
+const serverBlocks = findAll(nginxConf, 'server').filter((d) => d.block !== undefined);
+if (serverBlocks.length !== 1) throw new Error(`want one server block in nginx.conf, found ${serverBlocks.length}`);
+const server = serverBlocks[0].block as NginxDirective[];
+const location = (...args: string[]) => findOne(server, 'location', ...args).block as NginxDirective[];
+const listenPort = Number(/(\d+)$/.exec(findOne(server, 'listen').args[0])?.[1]);
+
+describe('docker-compose.yml', () => {
+  it('runs Redis, two service instances built from the Dockerfile, and nginx', () => {
+    expect(Object.keys(services).sort()).toEqual(['app1', 'app2', 'nginx', 'redis']);
+    expect(appNames).toEqual(['app1', 'app2']);
+    for (const name of appNames) expect(services[name].build).toBe('.');
+    expect(services.redis.image).toMatch(/^redis:\d/);
+    expect(services.nginx.image).toMatch(/^nginx:\d/);
+  });
+
+  it.each(['app1', 'app2'])('%s reaches the redis service, listens on PORT and waits for Redis to be healthy', (name) => {
+    const app = services[name];
+    const redisUrl = new URL(app.environment?.REDIS_URL ?? '');
+    expect(redisUrl.protocol).toBe('redis:');
+    expect(redisUrl.hostname).toBe('redis');
+    expect(redisUrl.port).toBe('6379');
+    expect(app.environment?.PORT).toBe('3000');
+    expect(app.depends_on).toEqual({ redis: { condition: 'service_healthy' } });
+    expect(app.healthcheck?.test.join(' ')).toContain(`127.0.0.1:${app.environment?.PORT}/readyz`);
+    // The runs' shutdown grace (SHUTDOWN_GRACE_MS) fits before Docker's SIGKILL.
+    expect(nginxMs(app.stop_grace_period ?? '10s')).toBeGreaterThan(DEFAULT_CONFIG.shutdownGraceMs);
+    // Only nginx is published: every request goes through it.
+    expect(app.ports).toBeUndefined();
+  });
+
+  it('has a Redis that answers its healthcheck on the port the apps use', () => {
+    expect(services.redis.healthcheck?.test).toEqual(['CMD', 'redis-cli', 'ping']);
+    expect(services.redis.command ?? []).not.toContain('--port');
+    expect(services.redis.ports).toBeUndefined();
+  });
+
+  it('mounts deploy/nginx.conf read-only as nginx.conf and publishes its listen port', () => {
+    const nginx = services.nginx;
+    expect(nginx.volumes).toContain('./deploy/nginx.conf:/etc/nginx/nginx.conf:ro');
+    expect(nginx.ports).toEqual([`${listenPort}:${listenPort}`]);
+    expect(nginx.depends_on).toEqual(Object.fromEntries(appNames.map((name) => [name, { condition: 'service_healthy' }])));
+  });
+});
+
+describe('deploy/nginx.conf', () => {
+  it('balances over exactly the app services, on their PORT, with upstream keep-alive', () => {
+    const upstream = findOne(nginxConf, 'upstream', 'timeline').block as NginxDirective[];
+    const servers = setting(upstream, 'server').sort();
+    expect(servers).toEqual(appNames.map((name) => `${name}:${services[name].environment?.PORT}`).sort());
+    // Round-robin is nginx's default: no other balancing method is set.
+    expect(upstream.map((d) => d.name).filter((n) => ['least_conn', 'ip_hash', 'hash', 'random'].includes(n))).toEqual([]);
+    expect(Number(setting(upstream, 'keepalive')[0])).toBeGreaterThan(0);
+    expect(setting(server, 'proxy_http_version')).toEqual(['1.1']);
+    expect(setting(server, 'proxy_set_header')).toEqual(
+      expect.arrayContaining(['Connection ', 'Last-Event-ID $http_last_event_id', 'X-Forwarded-For $proxy_add_x_forwarded_for', 'X-Forwarded-Proto $scheme']),
+    );
+    // A location with proxy_set_header of its own would inherit none of the server's.
+    expect(findAll(server, 'location').flatMap((l) => setting(l.block ?? [], 'proxy_set_header'))).toEqual([]);
+    for (const proxied of findAll(server, 'proxy_pass')) expect(proxied.args).toEqual(['http://timeline']);
+  });
+
+  it('streams without buffering, compression or caching, with a read timeout far above the keep-alive', () => {
+    const stream = location('/timeline/stream/');
+    expect(setting(stream, 'proxy_buffering')).toEqual(['off']);
+    expect(setting(stream, 'proxy_cache')).toEqual(['off']);
+    expect(setting(stream, 'gzip')).toEqual(['off']);
+    expect(nginxMs(setting(stream, 'proxy_read_timeout')[0])).toBeGreaterThanOrEqual(4 * (DEFAULT_CONFIG.keepAliveMs as number));
+  });
+
+  it('waits for a long synchronous POST /execute and takes the same body size as BODY_LIMIT', () => {
+    expect(nginxMs(setting(location('=', '/execute'), 'proxy_read_timeout')[0])).toBeGreaterThanOrEqual(30 * 60_000);
+    const [limit] = setting(findOne(nginxConf, 'http').block as NginxDirective[], 'client_max_body_size');
+    expect(Number(/^(\d+)k$/.exec(limit)?.[1]) * 1024).toBe(DEFAULT_CONFIG.bodyLimitBytes);
+  });
+
+  it('passes nginx -t once its upstreams point at real addresses', () => {
+    const { status, output } = testNginxConfig([3001, 3002]);
+    expect({ status, output }).toEqual({ status: 0, output: expect.stringContaining('test is successful') });
+  });
+});
+
+describe('Dockerfile', () => {
+  const dockerfile = read('Dockerfile').replace(/\\\n/g, ' ');
+  const instructions = dockerfile
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line !== '' && !line.startsWith('#'));
+  const stages = instructions.reduce<string[][]>((all, line) => {
+    if (/^FROM /i.test(line)) all.push([]);
+    all.at(-1)?.push(line);
+    return all;
+  }, []);
+  const runtime = stages.at(-1) ?? [];
+  const last = (keyword: string) => runtime.filter((line) => line.startsWith(`${keyword} `)).at(-1) ?? '';
+
+  it('builds in one stage and runs from another with production dependencies only', () => {
+    expect(stages.length).toBeGreaterThanOrEqual(2);
+    expect(stages[0].some((line) => /^RUN .*npm run build/.test(line))).toBe(true);
+    expect(runtime.filter((line) => line.startsWith('RUN ') && line.includes('npm '))).toEqual([
+      expect.stringMatching(/^RUN npm ci --omit=dev\b/),
+    ]);
+    // node_modules come from that npm ci, never from the build stage (it holds dev dependencies).
+    expect(runtime.filter((line) => line.startsWith('COPY --from=')).join('\n')).not.toMatch(/node_modules/);
+    expect(runtime).toContain('ENV NODE_ENV=production');
+  });
+
+  it('runs the start script as a non-root user, on port 3000, with a health check', () => {
+    expect(last('USER')).toMatch(/^USER (?!root\b|0\b)\S+$/);
+    const cmd = JSON.parse(last('CMD').slice('CMD '.length)) as string[];
+    expect(cmd).toEqual(['node', 'dist/server/main.js']);
+    expect(path.join(ROOT, cmd[1])).toBe(startScriptPath());
+    expect(last('EXPOSE')).toBe('EXPOSE 3000');
+    expect(last('HEALTHCHECK')).toContain('/healthz');
+  });
+
+  it('does not leave out of the build context what the build copies', () => {
+    const ignored = read('.dockerignore')
+      .split('\n')
+      .map((line) => line.trim())
+      .filter((line) => line !== '' && !line.startsWith('#'));
+    const sources = stages[0]
+      .filter((line) => line.startsWith('COPY ') && !line.startsWith('COPY --from'))
+      .flatMap((line) => line.split(/\s+/).slice(1, -1));
+    expect(sources.length).toBeGreaterThan(0);
+    for (const source of sources) expect(ignored).not.toContain(source);
+    expect(ignored).toEqual(expect.arrayContaining(['**/node_modules', 'dist']));
+  });
+
+  it('copies into the build stage every file and folder `npm run build` reads', () => {
+    const copied = stages[0]
+      .filter((line) => line.startsWith('COPY ') && !line.startsWith('COPY --from'))
+      .flatMap((line) => line.split(/\s+/).slice(1, -1));
+    const pkg = JSON.parse(read('package.json')) as { scripts: { build: string } };
+    const buildTsconfig = JSON.parse(read('tsconfig.build.json')) as { extends?: string; include?: string[] };
+    // The paths the build script names (tsconfig.build.json, the SDK workspace, build scripts),
+    // and what that tsconfig compiles and extends.
+    const inputs = [
+      ...pkg.scripts.build.split(/\s+/).filter((word) => /^[\w.-]+(\/[\w.-]+)*$/.test(word) && existsSync(path.join(ROOT, word))),
+      ...(buildTsconfig.include ?? []),
+      ...(buildTsconfig.extends ? [buildTsconfig.extends.replace(/^\.\//, '')] : []),
+    ];
+    expect(inputs).toEqual(expect.arrayContaining(['tsconfig.build.json', 'server']));
+    for (const input of inputs) {
+      const covered = copied.some((source) => input === source || input.startsWith(`${source.replace(/\/$/, '')}/`));
+      expect({ input, covered }).toEqual({ input, covered: true });
+    }
+  });
+});
+
+/** The file package.json's `start` runs (`node <file>`), built or not. */
+function startScriptPath(): string {
+  const pkg = JSON.parse(read('package.json')) as { scripts: { start: string } };
+  return path.join(ROOT, pkg.scripts.start.replace(/^node\s+/, ''));
+}
