@@ -1,24 +1,48 @@
-import type { RequestHandler } from 'express';
+import path from 'node:path';
+import type { RequestHandler, Response } from 'express';
+import { HttpError } from './errors';
 
-// A placeholder until the demo page issue lands: it tells a visitor what this is and how to use it.
-const PAGE = `<!doctype html>
-<html lang="en">
-<head><meta charset="utf-8"><title>Timeline service</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"></head>
-<body>
-<main>
-<h1>Timeline service</h1>
-<p>Runs AI agent workflows and streams their progress over Server-Sent Events.</p>
-<ol>
-<li>Open <code>GET /timeline/stream/&lt;uuid&gt;</code> and wait for <code>event: ready</code>.</li>
-<li><code>POST /execute</code> with <code>{"project_id", "query", "session_id": "&lt;uuid&gt;"}</code>.</li>
-<li>Read events until <code>event: done</code>.</li>
-</ol>
-</main>
-</body>
-</html>
-`;
+/**
+ * Where the demo page's files are: `npm run build` writes them to dist/demo/ (demo/build.mjs),
+ * beside the compiled server in dist/server/. Run from source (the in-process tests), this
+ * is demo/ itself, which holds the HTML and CSS but not the built script.
+ */
+const DEMO_DIR = path.resolve(__dirname, '..', '..', 'demo');
 
-export const demoPageRoute: RequestHandler = (_req, res) => {
-  res.type('html').send(PAGE);
+/** The only files served: the demo folder in source form also holds its TypeScript and build script. */
+const ASSETS = new Set(['main.js', 'main.js.map', 'styles.css']);
+
+const PAGE_HEADERS = {
+  // Unhashed file names: the browser revalidates (Last-Modified) instead of running a stale script.
+  'Cache-Control': 'no-cache',
+  'X-Content-Type-Options': 'nosniff',
+  // The page talks only to the service that served it.
+  'Content-Security-Policy':
+    "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+};
+
+function sendDemoFile(res: Response, file: string, next: (error?: unknown) => void): void {
+  res.sendFile(path.join(DEMO_DIR, file), { headers: PAGE_HEADERS, dotfiles: 'deny' }, (error?: NodeJS.ErrnoException) => {
+    if (!error) return;
+    if (error.code === 'ENOENT') {
+      next(new HttpError(404, 'not_found', `The demo page's ${file} is not built: run "npm run build"`));
+      return;
+    }
+    next(error);
+  });
+}
+
+/** `GET /`: the live timeline page (demo/), built on the client SDK. */
+export const demoPageRoute: RequestHandler = (_req, res, next) => {
+  sendDemoFile(res, 'index.html', next);
+};
+
+/** `GET /assets/:file`: the page's script and stylesheet. Needs no credentials, like the page. */
+export const demoAssetRoute: RequestHandler = (req, res, next) => {
+  const file = String(req.params.file);
+  if (!ASSETS.has(file)) {
+    next(new HttpError(404, 'not_found', `No route for ${req.method} ${req.path}`));
+    return;
+  }
+  sendDemoFile(res, file, next);
 };

@@ -1,10 +1,10 @@
-import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { getHistory } from '../helpers/api';
+import { launchChromium } from '../helpers/chromium';
 import { startService, type RunningService } from '../helpers/service';
 
 /**
@@ -14,8 +14,8 @@ import { startService, type RunningService } from '../helpers/service';
  */
 
 const ROOT = path.resolve(__dirname, '..', '..');
+// Built by jest's globalSetup when this suite runs, as `npm run build` builds it.
 const BUNDLE = path.join(ROOT, 'client-sdk', 'dist', 'timeline-client.browser.js');
-const CHROMIUM = '/usr/bin/chromium';
 
 /** What the page shows: one line per timeline event, and the outcome. */
 const PAGE = `<!doctype html>
@@ -42,16 +42,6 @@ const PAGE = `<!doctype html>
   window.sdkLoaded = true;
 </script>
 `;
-
-/** Builds the bundle the way `npm run build` does (the page needs the built file, not the source). */
-function buildBundle(): void {
-  try {
-    execFileSync(process.execPath, [path.join(ROOT, 'client-sdk', 'scripts', 'bundle-browser.mjs')], { cwd: ROOT, stdio: 'pipe' });
-  } catch (error) {
-    const stderr = (error as { stderr?: Buffer }).stderr?.toString() ?? '';
-    throw new Error(`building the SDK's browser bundle failed:\n${stderr}`, { cause: error });
-  }
-}
 
 /** Serves the page and the bundle on a free port, as a web frontend's own origin. */
 function startPageServer(): Promise<{ url: string; close(): Promise<void> }> {
@@ -82,25 +72,9 @@ describe('client SDK in headless Chromium', () => {
   const pageErrors: string[] = [];
 
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) {
-      throw new Error(`${CHROMIUM} is missing: install Debian's chromium (apt-get install chromium; .ci/run does it)`);
-    }
-    buildBundle();
+    browser = await launchChromium();
     pages = await startPageServer();
     svc = await startService({ corsOrigins: [pages.url], retryMs: 100, keepAliveMs: 1000 });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      // Root in a container needs --no-sandbox; the rest keeps Chromium off the (closed) network.
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
   }, 60000);
 
   afterAll(async () => {

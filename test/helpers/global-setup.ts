@@ -18,18 +18,37 @@ function selectedE2eFiles(globalConfig: Config.GlobalConfig): string[] {
 }
 
 /**
- * Compiles `server/` once per jest run, as `npm run build` does, so the e2e suites start the
- * same `dist/server/main.js` that `npm start` runs (no on-the-fly compiling in production).
+ * Browser assets a suite loads, built by the same scripts `npm run build` runs (esbuild: well
+ * under a second each), only when that suite is in the run.
  */
-export default function globalSetup(globalConfig: Config.GlobalConfig): void {
-  if (selectedE2eFiles(globalConfig).length === 0) return;
-  const tsc = require.resolve('typescript/bin/tsc', { paths: [ROOT] });
+const BROWSER_BUILDS: Record<string, string> = {
+  'demo-page.test.ts': path.join('demo', 'build.mjs'),
+  'sdk-browser.test.ts': path.join('client-sdk', 'scripts', 'bundle-browser.mjs'),
+};
+
+function run(args: string[], what: string): void {
   try {
-    execFileSync(process.execPath, [tsc, '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'pipe' });
+    execFileSync(process.execPath, args, { cwd: ROOT, stdio: 'pipe' });
   } catch (error) {
-    const output = (error as { stdout?: Buffer }).stdout?.toString() ?? '';
-    throw new Error(`npm run build (tsc -p tsconfig.build.json) failed; the e2e suites need it:\n${output}`, {
+    const { stdout, stderr } = error as { stdout?: Buffer; stderr?: Buffer };
+    throw new Error(`${what} failed; the e2e suites need it:\n${stdout?.toString() ?? ''}${stderr?.toString() ?? ''}`, {
       cause: error,
     });
+  }
+}
+
+/**
+ * Compiles `server/` once per jest run, as `npm run build` does, so the e2e suites start the
+ * same `dist/server/main.js` that `npm start` runs (no on-the-fly compiling in production),
+ * and builds the browser assets of the selected browser suites.
+ */
+export default function globalSetup(globalConfig: Config.GlobalConfig): void {
+  const selected = selectedE2eFiles(globalConfig);
+  if (selected.length === 0) return;
+  const tsc = require.resolve('typescript/bin/tsc', { paths: [ROOT] });
+  run([tsc, '-p', 'tsconfig.build.json'], 'npm run build (tsc -p tsconfig.build.json)');
+  for (const file of selected) {
+    const script = BROWSER_BUILDS[path.basename(file)];
+    if (script) run([path.join(ROOT, script)], `npm run build (node ${script})`);
   }
 }
