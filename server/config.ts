@@ -29,6 +29,8 @@ export interface Config {
   maxEventsPerSession: number;
   /** `MAX_STREAMS`: open streams per instance. Defaults to `10000`. */
   maxStreams: number;
+  /** `MAX_RUNS`: workflow runs executing at once on this instance. Defaults to `1000`. */
+  maxRuns: number;
   /** `RETRY_MS`: the SSE `retry:` hint. Defaults to `2000`. */
   retryMs: number;
   /** `RUN_LEASE_MS`: how long a run owner's lease lasts unrenewed. Defaults to `10000`. */
@@ -60,6 +62,7 @@ export const DEFAULT_CONFIG: Config = {
   eventTtlS: 3600,
   maxEventsPerSession: 10000,
   maxStreams: 10000,
+  maxRuns: 1000,
   retryMs: 2000,
   runLeaseMs: 10000,
   busOutageMs: 30000,
@@ -167,6 +170,7 @@ export function loadConfig(env: Env = process.env): Config {
     eventTtlS: positive(env, 'EVENT_TTL_S', d.eventTtlS),
     maxEventsPerSession: positive(env, 'MAX_EVENTS_PER_SESSION', d.maxEventsPerSession),
     maxStreams: positive(env, 'MAX_STREAMS', d.maxStreams),
+    maxRuns: positive(env, 'MAX_RUNS', d.maxRuns),
     retryMs: positive(env, 'RETRY_MS', d.retryMs),
     runLeaseMs: positive(env, 'RUN_LEASE_MS', d.runLeaseMs),
     busOutageMs: positive(env, 'BUS_OUTAGE_MS', d.busOutageMs),

@@ -18,6 +18,13 @@ async function main(): Promise<void> {
 
   const stop = (signal: NodeJS.Signals) => {
     service.log.info({ signal }, 'shutting down');
+    // A safety net, not the plan: runs get the grace, then their last writes may wait out a
+    // bus outage. Past that, something hangs; exit non-zero rather than never.
+    const deadlineMs = config.shutdownGraceMs + config.busOutageMs + 5000;
+    setTimeout(() => {
+      service.log.error({ deadline_ms: deadlineMs }, 'shutdown did not finish in time; exiting');
+      process.exit(1);
+    }, deadlineMs).unref();
     service.close().then(
       () => process.exit(0),
       (error: unknown) => {
@@ -26,6 +33,7 @@ async function main(): Promise<void> {
       },
     );
   };
+  // `once`: a second signal gets Node's default, an immediate exit (Ctrl-C twice forces it).
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
 }

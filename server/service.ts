@@ -41,7 +41,9 @@ export interface Service {
 
 function defaultBus(config: Config, log: Logger): TimelineBus {
   const retention = { eventTtlS: config.eventTtlS, maxEventsPerSession: config.maxEventsPerSession };
-  if (config.redisUrl) return new RedisBus({ url: config.redisUrl, ...retention, outageMs: config.busOutageMs, log });
+  if (config.redisUrl) {
+    return new RedisBus({ url: config.redisUrl, ...retention, outageMs: config.busOutageMs, runLeaseMs: config.runLeaseMs, log });
+  }
   return new MemoryBus(retention);
 }
 
@@ -52,7 +54,7 @@ export function createService(config: Config, parts: ServiceParts = {}): Service
   const model = parts.model ?? createModel(config, log);
   const registry = parts.registry ?? createDefaultRegistry({ maxEventsPerSession: config.maxEventsPerSession });
   const runs = new RunManager({ bus, model, log, metrics, runLeaseMs: config.runLeaseMs });
-  const streams = new StreamRegistry(config.maxStreams);
+  const streams = new StreamRegistry(config.maxStreams, config.retryMs);
   let draining = false;
   const app = createApp({ config, bus, runs, registry, streams, metrics, log, isDraining: () => draining });
   let server: Server | null = null;
@@ -70,8 +72,10 @@ export function createService(config: Config, parts: ServiceParts = {}): Service
     const stopAccepting = server
       ? new Promise<void>((resolve) => (server as Server).close(() => resolve()))
       : Promise.resolve();
-    // Open streams end at once: their clients reconnect elsewhere with Last-Event-ID.
-    streams.closeAll();
+    // Open streams end at once, with a short `retry:`: their clients reconnect to another
+    // instance with Last-Event-ID while the runs here go on publishing to the bus.
+    log.info({ streams: streams.size, runs: runs.activeCount, grace_ms: config.shutdownGraceMs }, 'draining');
+    streams.drain();
     await runs.shutdown(config.shutdownGraceMs);
     server?.closeIdleConnections();
     // A socket that never sent a request (a client's spare keep-alive connection) is not idle
@@ -81,6 +85,7 @@ export function createService(config: Config, parts: ServiceParts = {}): Service
     await stopAccepting;
     clearTimeout(lingering);
     await bus.close();
+    log.info('shutdown complete');
   };
 
   return {

@@ -6,10 +6,13 @@ import type { Metrics } from '../metrics';
 import type { RunManager } from '../runs/run-manager';
 import type { TimelineBus } from '../timeline/bus';
 import type { WorkflowRegistry } from '../workflows/registry';
-import { demoPageRoute } from './demo-page';
+import { Authenticator, authenticate } from './auth';
+import { demoAssetRoute, demoPageRoute } from './demo-page';
 import { errorHandler, HttpError, notFound } from './errors';
 import { executeRoute } from './execute-route';
 import { healthzRoute, metricsRoute, readyzRoute } from './health-routes';
+import { RunSlots } from './run-slots';
+import { sessionAccess } from './session-access';
 import { cancelRoute, historyRoute } from './session-routes';
 import type { StreamRegistry } from './stream-registry';
 import { streamRoute } from './stream-route';
@@ -66,23 +69,30 @@ export function createApp(deps: AppDeps): Express {
   app.set('etag', false);
   if (config.corsOrigins) app.use(corsMiddleware(config.corsOrigins));
   app.use(refuseWhileDraining(isDraining));
+  // After CORS, so a 401 carries its headers and a preflight never needs credentials.
+  const authenticator = new Authenticator(config);
+  if (authenticator.enabled) app.use(authenticate(authenticator, log));
+  const access = sessionAccess(bus);
 
   app.get('/healthz', healthzRoute);
   app.get('/readyz', readyzRoute(bus));
   app.get('/metrics', metricsRoute(metrics));
   app.get('/', demoPageRoute);
+  app.get('/assets/:file', demoAssetRoute);
 
-  app.get('/timeline/stream/:sessionId', streamRoute({ bus, config, streams, metrics, log }));
+  app.get('/timeline/stream/:sessionId', access, streamRoute({ bus, config, streams, metrics, log }));
   app.all('/timeline/stream/:sessionId', methodNotAllowed('GET'));
 
   // Any content type is read as JSON: `curl -d '{...}'` without a header should just work.
   const json = express.json({ limit: config.bodyLimitBytes, type: () => true, strict: false });
-  app.post('/execute', json, executeRoute({ runs, registry }));
+  const slots = new RunSlots(config.maxRuns);
+  const retryAfterS = Math.ceil(config.retryMs / 1000);
+  app.post('/execute', json, executeRoute({ runs, registry, bus, slots, retryAfterS }));
   app.all('/execute', methodNotAllowed('POST'));
 
-  app.get('/timeline/:sessionId', historyRoute(bus));
+  app.get('/timeline/:sessionId', access, historyRoute(bus));
   app.all('/timeline/:sessionId', methodNotAllowed('GET'));
-  app.post('/timeline/:sessionId/cancel', cancelRoute(bus));
+  app.post('/timeline/:sessionId/cancel', access, cancelRoute(bus));
   app.all('/timeline/:sessionId/cancel', methodNotAllowed('POST'));
 
   app.use(notFound);

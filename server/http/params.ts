@@ -26,8 +26,10 @@ export function lastEventIdParam(req: Request): string | null {
     if (Array.isArray(query)) throw invalidLastEventId();
     return null;
   }
-  if (!isEventId(raw.trim())) throw invalidLastEventId();
-  return raw.trim();
+  // Spaces and tabs only: a CR or LF must never be taken for an id (it would end an SSE field).
+  const value = raw.replace(/^[ \t]+|[ \t]+$/g, '');
+  if (!isEventId(value)) throw invalidLastEventId();
+  return value;
 }
 
 function invalidLastEventId(): HttpError {

@@ -123,6 +123,19 @@ export class SseStream {
     this.res.end();
   }
 
+  /**
+   * Ends the stream without `done`, asking the client to reconnect after `retryMs` (with its
+   * last id, which any instance can serve): the way an instance that shuts down hands its
+   * readers over. A `retry:` field alone is a valid frame; no event is dispatched for it.
+   */
+  redirect(retryMs: number): void {
+    this.write(`${retryField(retryMs)}\n`);
+    this.end();
+    // The connection goes too (once flushed): a keep-alive client or balancer must not send
+    // the reconnect back to an instance that is going away.
+    this.res.socket?.end();
+  }
+
   private write(frame: string): void {
     if (!this.isOpen) return;
     this.res.write(frame);

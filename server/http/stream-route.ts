@@ -61,7 +61,7 @@ export function streamRoute({ bus, config, streams, metrics, log }: StreamRouteD
         streamLog.info('slow reader disconnected; it can resume from its last id');
       },
     });
-    const unregister = streams.add(() => stream.end());
+    const unregister = streams.add((retryMs) => stream.redirect(retryMs));
     metrics.streamsOpen.inc();
 
     let idleTimer: NodeJS.Timeout | undefined;

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { DonePayload, RunOutcome } from '../../client-sdk/src/types';
 import type { Metrics } from '../metrics';
 import type { Model } from '../models/model';
-import type { EventDraft, TimelineBus } from '../timeline/bus';
+import { RunLostError, type EventDraft, type TimelineBus } from '../timeline/bus';
 import type { StepDraft, Workflow, WorkflowInput } from '../workflows/workflow';
 import { endingFromError, type RunEnding } from './outcome';
 import { RunAbort } from './run-abort';
@@ -53,6 +53,8 @@ export class RunManager {
   private readonly active = new Map<string, ActiveRun>();
   private readonly leaseMs: number;
   private readonly stopListening: () => void;
+  /** Set once a shutdown's grace period is over: runs still going (or starting) end as `shutdown`. */
+  private graceOver = false;
 
   constructor(private readonly options: RunManagerOptions) {
     this.leaseMs = options.runLeaseMs ?? 10000;
@@ -75,6 +77,7 @@ export class RunManager {
       this.active.delete(sessionId);
       this.options.metrics.runsActive.set(this.active.size);
     });
+    if (this.graceOver) this.abort(sessionId, 'shutdown');
     return { sessionId, finished };
   }
 
@@ -88,20 +91,20 @@ export class RunManager {
 
   /**
    * Lets running runs finish for up to `graceMs`, then aborts the rest as `shutdown` and
-   * waits for their `done`.
+   * waits for their `done`. A run that a request already in flight starts meanwhile is waited
+   * for too (and ended at once if the grace is over by then). Cancel requests are still obeyed
+   * meanwhile: a run cancelled during the grace ends `cancelled`, not `shutdown`.
    */
   async shutdown(graceMs: number): Promise<void> {
-    this.stopListening();
-    const all = () => Promise.all([...this.active.values()].map((run) => run.finished));
-    let timer: NodeJS.Timeout | undefined;
-    const graceOver = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(() => resolve('timeout'), graceMs);
-    });
-    const first = await Promise.race([all(), graceOver]);
-    clearTimeout(timer);
-    if (first === 'timeout') {
+    const timer = setTimeout(() => {
+      this.graceOver = true;
       for (const sessionId of this.active.keys()) this.abort(sessionId, 'shutdown');
-      await all();
+    }, graceMs);
+    try {
+      while (this.active.size > 0) await Promise.all([...this.active.values()].map((run) => run.finished));
+    } finally {
+      clearTimeout(timer);
+      this.stopListening();
     }
   }
 
@@ -134,20 +137,25 @@ export class RunManager {
         timestamp: new Date().toISOString(),
       };
       const published = tail.then(() => bus.publish(sessionId, event));
-      tail = published.catch(() => undefined);
+      tail = published.catch((error: unknown) => {
+        // Another instance ended the session (our lease had expired): stop, as a lost renewal would.
+        if (error instanceof RunLostError) loseLease();
+      });
       return published.then(() => {
         eventCount += 1;
         metrics.eventsPublished.inc();
       });
     };
 
+    const loseLease = () => {
+      if (signal.aborted) return;
+      log.warn('run lease lost; aborting');
+      controller.abort(new RunAbort('lease_lost'));
+    };
     const lease = setInterval(() => {
       bus.renewLease(sessionId, this.ownerId, this.leaseMs).then(
         (held) => {
-          if (!held && !signal.aborted) {
-            log.warn('run lease lost; aborting');
-            controller.abort(new RunAbort('lease_lost'));
-          }
+          if (!held) loseLease();
         },
         (error: unknown) => log.warn({ err: error }, 'lease renewal failed'),
       );
@@ -211,7 +219,9 @@ export class RunManager {
     try {
       await emit(step);
     } catch (error) {
-      log.error({ err: error }, 'could not publish the terminal step');
+      // A run ended by a run-lost sweep already has its terminal step, written by the sweeper.
+      if (error instanceof RunLostError) log.info('the session was already ended as run_lost');
+      else log.error({ err: error }, 'could not publish the terminal step');
     }
   }
 

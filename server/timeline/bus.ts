@@ -67,6 +67,12 @@ export interface TimelineBus {
   requestCancel(sessionId: string): Promise<CancelRequestOutcome>;
   /** Registers this instance's handler for cancel requests of any session. */
   onCancelRequest(handler: (sessionId: string) => void): () => void;
+  /**
+   * Binds the session to `caller` if no caller holds it yet, atomically across instances;
+   * resolves whether the session belongs to `caller`. Each touch by its caller keeps the
+   * binding for `EVENT_TTL_S` more, and at least as long as the session's log is then kept.
+   */
+  bindCaller(sessionId: string, caller: string): Promise<boolean>;
   /** Rejects when the bus cannot be reached (readiness). */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -79,6 +85,19 @@ export class BusUnavailableError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'BusUnavailableError';
+  }
+}
+
+/**
+ * The session's run was ended by someone else (its lease expired and another instance
+ * declared it lost): its owner must stop, and must not write events or `done` any more.
+ */
+export class RunLostError extends Error {
+  readonly code = 'run_lost';
+
+  constructor(message: string) {
+    super(message);
+    this.name = 'RunLostError';
   }
 }
 

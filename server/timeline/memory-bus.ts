@@ -40,6 +40,8 @@ export class MemoryBus implements TimelineBus {
   private readonly sessions = new Map<string, SessionLog>();
   private readonly listeners = new Map<string, Set<LiveListener>>();
   private readonly cancelHandlers = new Set<(sessionId: string) => void>();
+  /** The caller each session belongs to, and when that binding lapses unless touched. */
+  private readonly callers = new Map<string, { caller: string; expiresAt: number }>();
   private readonly ttlMs: number;
   private readonly maxEvents: number;
   private readonly now: () => number;
@@ -145,6 +147,14 @@ export class MemoryBus implements TimelineBus {
     return () => this.cancelHandlers.delete(handler);
   }
 
+  async bindCaller(sessionId: string, caller: string): Promise<boolean> {
+    const now = this.now();
+    const bound = this.callers.get(sessionId);
+    if (bound && bound.caller !== caller && !this.bindingLapsed(sessionId, bound.expiresAt, now)) return false;
+    this.callers.set(sessionId, { caller, expiresAt: now + this.ttlMs });
+    return true;
+  }
+
   async ping(): Promise<void> {}
 
   async close(): Promise<void> {
@@ -161,6 +171,11 @@ export class MemoryBus implements TimelineBus {
   /** Sessions with at least one live listener (for tests and metrics). */
   get subscribedSessionCount(): number {
     return this.listeners.size;
+  }
+
+  /** A binding lasts while its session's log is kept, and `ttlMs` after the last touch. */
+  private bindingLapsed(sessionId: string, expiresAt: number, now: number): boolean {
+    return expiresAt <= now && !this.sessions.has(sessionId);
   }
 
   private runningLog(sessionId: string): SessionLog {
@@ -184,6 +199,10 @@ export class MemoryBus implements TimelineBus {
     const cutoff = this.now() - this.ttlMs;
     for (const [sessionId, log] of this.sessions) {
       if (log.status !== 'running' && log.lastWriteAt <= cutoff) this.sessions.delete(sessionId);
+    }
+    const now = this.now();
+    for (const [sessionId, bound] of this.callers) {
+      if (this.bindingLapsed(sessionId, bound.expiresAt, now)) this.callers.delete(sessionId);
     }
   }
 }

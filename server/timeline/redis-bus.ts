@@ -9,9 +9,10 @@ import type {
   Subscription,
   TimelineBus,
 } from './bus';
-import { BusUnavailableError } from './bus';
+import { BusUnavailableError, RunLostError } from './bus';
 import { compareEventIds } from './event-id';
-import { decodeLiveEntry, defineTimelineScripts, fromStreamEntry } from './redis-scripts';
+import { LeaseSweeper, runLostEnding } from './lease-sweeper';
+import { decodeLiveEntry, defineTimelineScripts, fromStreamEntry, LOG_RESTORED } from './redis-scripts';
 import { RedisSubscriber } from './redis-subscriber';
 
 export interface RedisBusOptions {
@@ -30,6 +31,17 @@ export interface RedisBusOptions {
   outageMs?: number;
   /** How long `ping` waits for Redis. Defaults to `2000`. */
   pingTimeoutMs?: number;
+  /**
+   * The run lease of the deployment (`RUN_LEASE_MS`). Every instance sweeps for expired leases
+   * every quarter to half of it, and ends a dead owner's run as `run_lost`. Defaults to `10000`.
+   */
+  runLeaseMs?: number;
+  /**
+   * Bytes of event and `done` JSON that may wait for Redis at once on this instance (writes
+   * queued while Redis is away); beyond it a write fails at once with `bus_unavailable`
+   * instead of memory growing for the whole outage. Defaults to `33554432` (32 MiB).
+   */
+  maxPendingWriteBytes?: number;
   log?: Logger;
   /** Extra ioredis options (tests shorten the reconnect delay). */
   redis?: Partial<RedisOptions>;
@@ -38,9 +50,29 @@ export interface RedisBusOptions {
 interface OwnedRun {
   owner: string;
   leaseMs: number;
-  /** Id of the newest event Redis acknowledged. */
+  /** Id and seq of the newest event Redis acknowledged. */
   lastId: string | null;
+  lastSeq: number;
 }
+
+/** Expired runs one sweep call ends at most; a full batch is followed by another at once. */
+const SWEEP_BATCH = 100;
+
+/**
+ * Binds a session to its first caller (`caller` key, next to the session's other keys).
+ * Each touch by that caller keeps the binding `ttl_s` more, and no shorter than the session's
+ * `meta` (refreshed by every write of the run) then lives, so it does not lapse before the log.
+ */
+const BIND_CALLER = `
+-- KEYS: caller, meta  ARGV: caller, ttl_s
+local bound = redis.call('GET', KEYS[1])
+if bound and bound ~= ARGV[1] then return 0 end
+local ttl = tonumber(ARGV[2])
+local kept = redis.call('TTL', KEYS[2])
+if kept > ttl then ttl = kept end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ttl)
+return 1
+`;
 
 /** Wait before reconnect attempt `attempt` (1-based): 50 ms more each time, at most 1 s. */
 export function reconnectDelay(attempt: number): number {
@@ -79,12 +111,21 @@ export class RedisBus implements TimelineBus {
    */
   private readonly owned = new Map<string, OwnedRun>();
   private readonly controlReady: Promise<() => void>;
+  private readonly sweeper: LeaseSweeper;
+  private readonly maxPendingWriteBytes: number;
+  private pendingWriteBytes = 0;
+  /**
+   * `done`s of runs of this instance that could not be written (Redis stayed away longer than
+   * the outage limit): written when Redis is back, unless a run-lost sweep got there first.
+   */
+  private readonly unwrittenDone = new Map<string, DonePayload>();
 
   constructor(options: RedisBusOptions) {
     this.ttlS = options.eventTtlS ?? 3600;
     this.maxEvents = options.maxEventsPerSession ?? 10000;
     this.prefix = options.keyPrefix ?? 'timeline:';
     this.pingTimeoutMs = options.pingTimeoutMs ?? 2000;
+    this.maxPendingWriteBytes = options.maxPendingWriteBytes ?? 32 * 1024 * 1024;
     this.log = (options.log ?? pino({ level: 'silent' })).child({ component: 'redis-bus' });
     const base: RedisOptions = {
       retryStrategy: reconnectDelay,
@@ -110,21 +151,27 @@ export class RedisBus implements TimelineBus {
       onResync: () => undefined,
     });
     this.controlReady.catch((error: unknown) => this.log.warn({ err: error }, 'could not subscribe to the control channel'));
+    this.sweeper = new LeaseSweeper({ leaseMs: options.runLeaseMs ?? 10000, sweep: () => this.sweep(), log: this.log });
+    this.sweeper.start();
   }
 
   async publish(sessionId: string, event: EventDraft): Promise<string> {
     const keys = this.keys(sessionId);
     const draftJson = JSON.stringify(event);
     const run = () =>
-      this.call(() =>
+      this.write(draftJson, () =>
         this.commands.timelinePublish(keys.meta, keys.log, keys.live, draftJson, this.maxEvents, this.ttlS, event.seq),
       );
     let reply = await run();
     if (reply === -1 && (await this.restoreOwnedRun(sessionId))) reply = await run();
     if (reply === -2) throw new Error(`session ${sessionId}: seq ${event.seq} was already published`);
+    if (reply === 0) throw new RunLostError(`session ${sessionId} was ended while its run was going (lease lost)`);
     if (typeof reply !== 'string') throw new Error(`session ${sessionId} has no running run to publish to`);
     const owned = this.owned.get(sessionId);
-    if (owned) owned.lastId = reply;
+    if (owned) {
+      owned.lastId = reply;
+      owned.lastSeq = event.seq;
+    }
     return reply;
   }
 
@@ -132,11 +179,17 @@ export class RedisBus implements TimelineBus {
     const keys = this.keys(sessionId);
     const doneJson = JSON.stringify(done);
     const run = () =>
-      this.call(() =>
-        this.commands.timelineSignalDone(keys.meta, keys.log, keys.lease, keys.live, doneJson, done.status, this.ttlS),
+      this.write(doneJson, () =>
+        this.commands.timelineSignalDone(keys.meta, keys.log, keys.lease, this.runningKey, keys.live, doneJson, done.status, this.ttlS, sessionId),
       );
-    let reply = await run();
-    if (reply === -1 && (await this.restoreOwnedRun(sessionId))) reply = await run();
+    let reply: string | number;
+    try {
+      reply = await run();
+      if (reply === -1 && (await this.restoreOwnedRun(sessionId))) reply = await run();
+    } catch (error) {
+      if (error instanceof BusUnavailableError && this.owned.has(sessionId)) this.unwrittenDone.set(sessionId, done);
+      throw error;
+    }
     this.owned.delete(sessionId);
     return typeof reply === 'string' ? reply : null;
   }
@@ -164,7 +217,7 @@ export class RedisBus implements TimelineBus {
     this.refuseWhileLost(this.subscriberConnection, 'subscriber');
     const remove = await this.call(() =>
       this.subscriber.listen(this.keys(sessionId).live, decodeLiveEntry, {
-        onMessage: (entry) => listener.onEntry(entry),
+        onMessage: (entry) => (entry === LOG_RESTORED ? listener.onResync?.() : listener.onEntry(entry)),
         onResync: () => listener.onResync?.(),
       }),
     );
@@ -175,16 +228,16 @@ export class RedisBus implements TimelineBus {
     this.refuseWhileLost(this.commands, 'commands');
     const keys = this.keys(sessionId);
     const claimed = await this.call(() =>
-      this.commands.timelineClaim(keys.meta, keys.lease, keys.log, owner, leaseMs, this.ttlS, ''),
+      this.commands.timelineClaim(keys.meta, keys.lease, keys.log, this.runningKey, owner, leaseMs, this.ttlS, '', sessionId, 0, keys.live),
     );
-    if (claimed === 1) this.owned.set(sessionId, { owner, leaseMs, lastId: null });
+    if (claimed === 1) this.owned.set(sessionId, { owner, leaseMs, lastId: null, lastSeq: 0 });
     return claimed === 1;
   }
 
   async renewLease(sessionId: string, owner: string, leaseMs: number): Promise<boolean> {
     const keys = this.keys(sessionId);
     const reply = await this.call(() =>
-      this.commands.timelineRenew(keys.meta, keys.lease, keys.log, owner, leaseMs, this.ttlS),
+      this.commands.timelineRenew(keys.meta, keys.lease, keys.log, this.runningKey, owner, leaseMs, this.ttlS, sessionId),
     );
     if (reply === -1) return this.restoreOwnedRun(sessionId);
     if (reply === 0) {
@@ -208,6 +261,13 @@ export class RedisBus implements TimelineBus {
     return () => this.cancelHandlers.delete(handler);
   }
 
+  async bindCaller(sessionId: string, caller: string): Promise<boolean> {
+    this.refuseWhileLost(this.commands, 'commands');
+    const keys = this.keys(sessionId);
+    const bound = await this.call(() => this.commands.eval(BIND_CALLER, 2, keys.caller, keys.meta, caller, this.ttlS));
+    return bound === 1;
+  }
+
   async ping(): Promise<void> {
     this.refuseWhileLost(this.commands, 'commands');
     this.refuseWhileLost(this.subscriberConnection, 'subscriber');
@@ -223,8 +283,10 @@ export class RedisBus implements TimelineBus {
   }
 
   async close(): Promise<void> {
+    this.sweeper.stop();
     this.cancelHandlers.clear();
     this.owned.clear();
+    this.unwrittenDone.clear();
     await Promise.all([quit(this.commands), quit(this.subscriberConnection)]);
   }
 
@@ -243,13 +305,104 @@ export class RedisBus implements TimelineBus {
     await this.controlReady;
   }
 
+  /**
+   * Ends the runs whose owner stopped renewing its lease (it died, or lost Redis for longer
+   * than the lease) with `WORKFLOW_ERROR` and `done` `failed` / `run_lost`, each once whichever
+   * instances sweep. Resolves with the sessions this call ended. Skipped while Redis is away:
+   * a sweep is never queued behind an outage.
+   */
+  async sweepExpiredRuns(): Promise<string[]> {
+    const ended: string[] = [];
+    for (;;) {
+      if (this.commands.status !== 'ready') return ended;
+      const expired = await this.call(() => this.commands.timelineExpiredRuns(this.runningKey, SWEEP_BATCH));
+      for (const sessionId of expired) {
+        if (await this.endLostRun(sessionId)) ended.push(sessionId);
+      }
+      if (expired.length < SWEEP_BATCH) return ended;
+    }
+  }
+
   private get controlChannel(): string {
     return `${this.prefix}control`;
   }
 
+  /** The deployment's running sessions, scored by lease expiry (see redis-scripts.ts). */
+  private get runningKey(): string {
+    return `${this.prefix}running`;
+  }
+
+  /** Ends one run whose lease expired, unless it finished or was renewed meanwhile. */
+  private async endLostRun(sessionId: string): Promise<boolean> {
+    const keys = this.keys(sessionId);
+    const { stepJson, doneJson } = runLostEnding(new Date());
+    const reply = await this.call(() =>
+      this.commands.timelineEndLostRun(
+        keys.meta,
+        keys.log,
+        keys.lease,
+        this.runningKey,
+        keys.live,
+        sessionId,
+        JSON.stringify(sessionId),
+        stepJson,
+        doneJson,
+        this.ttlS,
+        this.maxEvents,
+      ),
+    );
+    if (typeof reply !== 'string') return false;
+    this.log.warn({ session_id: sessionId, done_id: reply }, 'run lease expired; ended the run as run_lost');
+    return true;
+  }
+
+  /**
+   * Runs a write whose payload waits in memory until Redis answers; refuses it at once when
+   * too much is already waiting (Redis away), so an outage costs bounded memory.
+   */
+  private async write<T>(json: string, operation: () => Promise<T>): Promise<T> {
+    const bytes = Buffer.byteLength(json);
+    if (this.pendingWriteBytes + bytes > this.maxPendingWriteBytes) {
+      throw new BusUnavailableError(`more than ${this.maxPendingWriteBytes} bytes of writes are waiting for Redis`);
+    }
+    this.pendingWriteBytes += bytes;
+    try {
+      return await this.call(operation);
+    } finally {
+      this.pendingWriteBytes -= bytes;
+    }
+  }
+
+  /** The periodic sweep: first this instance's held-back `done`s, then other owners' lost runs. */
+  private async sweep(): Promise<string[]> {
+    if (this.commands.status !== 'ready') return [];
+    await this.writeUnwrittenDone();
+    return this.sweepExpiredRuns();
+  }
+
+  /** Redis is back: writes the `done`s that an outage kept from being written. */
+  private async writeUnwrittenDone(): Promise<void> {
+    for (const [sessionId, done] of [...this.unwrittenDone]) {
+      this.unwrittenDone.delete(sessionId);
+      try {
+        const id = await this.signalDone(sessionId, done);
+        this.log.info({ session_id: sessionId, done_id: id }, 'wrote the done an outage had held back');
+      } catch (error) {
+        // Still away: signalDone kept it for the next sweep.
+        this.log.debug({ err: error, session_id: sessionId }, 'could not write a held-back done yet');
+      }
+    }
+  }
+
   private keys(sessionId: string) {
     const base = `${this.prefix}{${sessionId}}`;
-    return { meta: `${base}:meta`, log: `${base}:log`, lease: `${base}:lease`, live: `${base}:live` };
+    return {
+      meta: `${base}:meta`,
+      log: `${base}:log`,
+      lease: `${base}:lease`,
+      live: `${base}:live`,
+      caller: `${base}:caller`,
+    };
   }
 
   private cancelRequested(sessionId: string): void {
@@ -266,7 +419,19 @@ export class RedisBus implements TimelineBus {
     if (run === undefined) return false;
     const keys = this.keys(sessionId);
     await this.call(() =>
-      this.commands.timelineClaim(keys.meta, keys.lease, keys.log, run.owner, run.leaseMs, this.ttlS, run.lastId ?? ''),
+      this.commands.timelineClaim(
+        keys.meta,
+        keys.lease,
+        keys.log,
+        this.runningKey,
+        run.owner,
+        run.leaseMs,
+        this.ttlS,
+        run.lastId ?? '',
+        sessionId,
+        run.lastSeq,
+        keys.live,
+      ),
     );
     this.log.warn({ session_id: sessionId }, 'Redis lost a running session; its log starts again from here');
     return true;

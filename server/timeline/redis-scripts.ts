@@ -14,14 +14,70 @@ import { serializeEvent, type LogEntry } from './bus';
  *   before the loss), `cancel` (a cancel was requested);
  * - `log` stream: one field per entry, `e` (an event's JSON without its id) or `d` (done's JSON);
  * - `lease` string: the owner, expiring after the run lease.
+ *
+ * One deployment-wide key, `running` (a sorted set under the key prefix): the running sessions,
+ * scored by when their lease expires (Redis clock, ms). Claim, renew, done and the run-lost
+ * sweep keep it in step with the sessions in the same scripts; it is an index for the sweep,
+ * the `lease` key stays the authority. (It spans sessions, so these scripts need one Redis,
+ * not a cluster.)
  */
+
+/** The live message that tells a session's readers its log was re-created after a loss. */
+const RESTORED_MESSAGE = 'r';
+
+/** What a live reader receives instead of an entry when it must read the log again. */
+export const LOG_RESTORED = Symbol('log restored');
+
+/** Lua helpers shared by the scripts below (prepended to each one that uses them). */
+const NOW_MS = `
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+`;
+
+/** Appends an event draft as the next log entry, trims to the cap, publishes; returns its id. */
+const APPEND_EVENT = `
+local function append_event(meta, log, channel, draft_json, seq, max_events, ttl_s)
+  local id = redis.call('XADD', log, '*', 'e', draft_json)
+  redis.call('HSET', meta, 'seq', seq, 'last', id)
+  local excess = redis.call('XLEN', log) - tonumber(max_events)
+  if excess > 0 then
+    local old = redis.call('XRANGE', log, '-', '+', 'COUNT', excess)
+    redis.call('HSET', meta, 'trimmed', old[#old][1])
+    redis.call('XTRIM', log, 'MAXLEN', max_events)
+  end
+  redis.call('EXPIRE', meta, ttl_s)
+  redis.call('EXPIRE', log, ttl_s)
+  redis.call('PUBLISH', channel, 'e' .. id .. ' ' .. draft_json)
+  return id
+end
+`;
+
+/** Appends `done`, sets the final status, drops the lease and the running-set entry; returns done's id. */
+const FINISH = `
+local function finish(meta, log, lease, running, session_id, channel, done_json, status, ttl_s)
+  local id = redis.call('XADD', log, '*', 'd', done_json)
+  redis.call('HSET', meta, 'status', status)
+  redis.call('DEL', lease)
+  redis.call('ZREM', running, session_id)
+  redis.call('EXPIRE', meta, ttl_s)
+  redis.call('EXPIRE', log, ttl_s)
+  redis.call('PUBLISH', channel, 'd' .. id .. ' ' .. done_json)
+  return id
+end
+`;
 
 /**
  * Claims a session never started. With `lost_until` (the id of the owner's last acknowledged
- * event), it re-creates a running session whose keys Redis lost, so the run can go on.
+ * event) and `lost_seq` (its seq), it re-creates a running session whose keys Redis lost, so
+ * the run can go on and a run-lost sweep still numbers its event after the owner's; and it
+ * tells the session's live readers to read again, so one that missed what was lost hears of
+ * the gap even if it already re-read the empty log after its reconnect.
  */
-const CLAIM = `
--- KEYS: meta, lease, log  ARGV: owner, lease_ms, ttl_s, lost_until ('' on a normal claim)
+const CLAIM = `${NOW_MS}
+-- KEYS: meta, lease, log, running
+-- ARGV: owner, lease_ms, ttl_s, lost_until ('' on a normal claim), session_id, lost_seq, channel
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 if ARGV[4] ~= '' and redis.call('EXISTS', KEYS[3]) == 0 then
   -- New ids must follow the lost ones even if this Redis's clock is behind the old one's.
@@ -30,9 +86,11 @@ if ARGV[4] ~= '' and redis.call('EXISTS', KEYS[3]) == 0 then
   redis.call('EXPIRE', KEYS[3], ARGV[3])
 end
 redis.call('HSET', KEYS[1], 'status', 'running', 'owner', ARGV[1])
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'lost', ARGV[4]) end
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'lost', ARGV[4], 'seq', ARGV[6], 'last', ARGV[4]) end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+redis.call('ZADD', KEYS[4], now_ms() + tonumber(ARGV[2]), ARGV[5])
+if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[7], '${RESTORED_MESSAGE}') end
 return 1
 `;
 
@@ -41,7 +99,7 @@ return 1
  * A resend of the last event (its reply was lost with the connection) returns the first id
  * instead of appending a duplicate: the owner publishes one seq at a time, in order.
  */
-const PUBLISH = `
+const PUBLISH = `${APPEND_EVENT}
 -- KEYS: meta, log  ARGV: channel, draft_json, max_events, ttl_s, seq
 local meta = redis.call('HMGET', KEYS[1], 'status', 'seq', 'last')
 if meta[1] == false then return -1 end
@@ -51,33 +109,16 @@ if meta[2] and seq <= tonumber(meta[2]) then
   if seq == tonumber(meta[2]) then return meta[3] end
   return -2
 end
-local id = redis.call('XADD', KEYS[2], '*', 'e', ARGV[2])
-redis.call('HSET', KEYS[1], 'seq', ARGV[5], 'last', id)
-local excess = redis.call('XLEN', KEYS[2]) - tonumber(ARGV[3])
-if excess > 0 then
-  local old = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', excess)
-  redis.call('HSET', KEYS[1], 'trimmed', old[#old][1])
-  redis.call('XTRIM', KEYS[2], 'MAXLEN', ARGV[3])
-end
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-redis.call('EXPIRE', KEYS[2], ARGV[4])
-redis.call('PUBLISH', ARGV[1], 'e' .. id .. ' ' .. ARGV[2])
-return id
+return append_event(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[5], ARGV[3], ARGV[4])
 `;
 
 /** Appends `done` and the final status, once: a session already finished answers 0. */
-const SIGNAL_DONE = `
--- KEYS: meta, log, lease  ARGV: channel, done_json, status, ttl_s
+const SIGNAL_DONE = `${FINISH}
+-- KEYS: meta, log, lease, running  ARGV: channel, done_json, status, ttl_s, session_id
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == false then return -1 end
 if status ~= 'running' then return 0 end
-local id = redis.call('XADD', KEYS[2], '*', 'd', ARGV[2])
-redis.call('HSET', KEYS[1], 'status', ARGV[3])
-redis.call('DEL', KEYS[3])
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-redis.call('EXPIRE', KEYS[2], ARGV[4])
-redis.call('PUBLISH', ARGV[1], 'd' .. id .. ' ' .. ARGV[2])
-return id
+return finish(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[5], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 `;
 
 /** The status, retention markers and entries after a position, in one consistent step. */
@@ -90,12 +131,13 @@ return {meta[1], meta[2], meta[3], first[1] and first[1][1] or false, entries}
 `;
 
 /** Extends the owner's lease and the session's TTL; tells the owner of a pending cancel. */
-const RENEW = `
--- KEYS: meta, lease, log  ARGV: owner, lease_ms, ttl_s
+const RENEW = `${NOW_MS}
+-- KEYS: meta, lease, log, running  ARGV: owner, lease_ms, ttl_s, session_id
 local meta = redis.call('HMGET', KEYS[1], 'status', 'owner', 'cancel')
 if meta[1] == false then return -1 end
 if meta[1] ~= 'running' or meta[2] ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+redis.call('ZADD', KEYS[4], now_ms() + tonumber(ARGV[2]), ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('EXPIRE', KEYS[3], ARGV[3])
 if meta[3] then return 2 end
@@ -116,6 +158,37 @@ redis.call('PUBLISH', ARGV[1], ARGV[2])
 return 'cancelling'
 `;
 
+/** Running sessions whose lease expired by the Redis clock, at most `limit` of them. */
+const EXPIRED_RUNS = `${NOW_MS}
+-- KEYS: running  ARGV: limit
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms(), 'LIMIT', 0, ARGV[1])
+`;
+
+/**
+ * Ends a run whose owner stopped renewing its lease: appends `WORKFLOW_ERROR` with the seq
+ * after the owner's last event, then `done`, in one step, so of several instances sweeping at
+ * once exactly one ends it. Answers done's id; 0 when the run is not lost (finished, or its
+ * lease is alive), -1 when the session is gone (its entry in `running` is dropped either way).
+ */
+const END_LOST_RUN = `${APPEND_EVENT}${FINISH}
+-- KEYS: meta, log, lease, running
+-- ARGV: channel, session_id, session_id_json, step_json (the event's fields after seq), done_json, ttl_s, max_events
+local meta = redis.call('HMGET', KEYS[1], 'status', 'seq')
+if meta[1] == false then
+  redis.call('ZREM', KEYS[4], ARGV[2])
+  return -1
+end
+if meta[1] ~= 'running' then
+  redis.call('ZREM', KEYS[4], ARGV[2])
+  return 0
+end
+if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+local seq = (tonumber(meta[2]) or 0) + 1
+local draft = '{"session_id":' .. ARGV[3] .. ',"seq":' .. seq .. ',' .. string.sub(ARGV[4], 2)
+append_event(KEYS[1], KEYS[2], ARGV[1], draft, seq, ARGV[7], ARGV[6])
+return finish(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[2], ARGV[1], ARGV[5], 'failed', ARGV[6])
+`;
+
 /** A stream entry as XRANGE returns it: the id, then `[field, value]`. */
 export type RawStreamEntry = [string, string[]];
 
@@ -123,23 +196,27 @@ export type RawRead = [string | null, string | null, string | null, string | nul
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    timelineClaim(meta: string, lease: string, log: string, owner: string, leaseMs: number, ttlS: number, lostUntil: string): Result<number, Context>;
+    timelineClaim(meta: string, lease: string, log: string, running: string, owner: string, leaseMs: number, ttlS: number, lostUntil: string, sessionId: string, lostSeq: number, channel: string): Result<number, Context>;
     timelinePublish(meta: string, log: string, channel: string, draftJson: string, maxEvents: number, ttlS: number, seq: number): Result<string | number, Context>;
-    timelineSignalDone(meta: string, log: string, lease: string, channel: string, doneJson: string, status: string, ttlS: number): Result<string | number, Context>;
+    timelineSignalDone(meta: string, log: string, lease: string, running: string, channel: string, doneJson: string, status: string, ttlS: number, sessionId: string): Result<string | number, Context>;
     timelineRead(meta: string, log: string, rangeStart: string): Result<RawRead, Context>;
-    timelineRenew(meta: string, lease: string, log: string, owner: string, leaseMs: number, ttlS: number): Result<number, Context>;
+    timelineRenew(meta: string, lease: string, log: string, running: string, owner: string, leaseMs: number, ttlS: number, sessionId: string): Result<number, Context>;
     timelineCancel(meta: string, controlChannel: string, sessionId: string): Result<string, Context>;
+    timelineExpiredRuns(running: string, limit: number): Result<string[], Context>;
+    timelineEndLostRun(meta: string, log: string, lease: string, running: string, channel: string, sessionId: string, sessionIdJson: string, stepJson: string, doneJson: string, ttlS: number, maxEvents: number): Result<string | number, Context>;
   }
 }
 
 /** Registers the scripts on a connection (ioredis runs them by EVALSHA, reloading after a restart). */
 export function defineTimelineScripts(redis: Redis): void {
-  redis.defineCommand('timelineClaim', { numberOfKeys: 3, lua: CLAIM });
+  redis.defineCommand('timelineClaim', { numberOfKeys: 4, lua: CLAIM });
   redis.defineCommand('timelinePublish', { numberOfKeys: 2, lua: PUBLISH });
-  redis.defineCommand('timelineSignalDone', { numberOfKeys: 3, lua: SIGNAL_DONE });
+  redis.defineCommand('timelineSignalDone', { numberOfKeys: 4, lua: SIGNAL_DONE });
   redis.defineCommand('timelineRead', { numberOfKeys: 2, lua: READ });
-  redis.defineCommand('timelineRenew', { numberOfKeys: 3, lua: RENEW });
+  redis.defineCommand('timelineRenew', { numberOfKeys: 4, lua: RENEW });
   redis.defineCommand('timelineCancel', { numberOfKeys: 1, lua: CANCEL });
+  redis.defineCommand('timelineExpiredRuns', { numberOfKeys: 1, lua: EXPIRED_RUNS });
+  redis.defineCommand('timelineEndLostRun', { numberOfKeys: 4, lua: END_LOST_RUN });
 }
 
 /** A stored entry as `read` returns it: an event gets its id spliced into its JSON. */
@@ -151,9 +228,10 @@ export function fromStreamEntry([id, fields]: RawStreamEntry): LogEntry {
 
 /**
  * Decodes a live message `<kind><id> <json>` (kind `e`: event draft, `d`: done) into the
- * entry every reader of the session shares; `null` when it is not one.
+ * entry every reader of the session shares, or `LOG_RESTORED`; `null` when it is neither.
  */
-export function decodeLiveEntry(message: string): LogEntry | null {
+export function decodeLiveEntry(message: string): LogEntry | typeof LOG_RESTORED | null {
+  if (message === RESTORED_MESSAGE) return LOG_RESTORED;
   const space = message.indexOf(' ');
   const kind = message[0];
   if (space < 2 || (kind !== 'e' && kind !== 'd')) return null;

@@ -33,7 +33,7 @@ export async function startService(overrides: Partial<Config> = {}, parts: Servi
 /**
  * Starts one service on the Redis bus at `redisUrl`, as `REDIS_URL` selects it, with fast
  * reconnects for the fault tests; resolves once it receives cancel requests. `bus` options
- * (a key prefix, say) go to the bus; retention and outage come from the config.
+ * (a key prefix, say) go to the bus; retention, outage and run lease come from the config.
  */
 export async function startRedisService(
   redisUrl: string,
@@ -46,6 +46,7 @@ export async function startRedisService(
     eventTtlS: config.eventTtlS,
     maxEventsPerSession: config.maxEventsPerSession,
     outageMs: config.busOutageMs,
+    runLeaseMs: config.runLeaseMs,
     redis: { retryStrategy: () => 50 },
     ...bus,
   });
