@@ -1,5 +1,5 @@
 import type { TimelineEvent } from '../../client-sdk/src/types';
-import { expectJsonError, metricSample, request } from '../helpers/api';
+import { executeAsync, expectJsonError, metricSample, request } from '../helpers/api';
 import { startNginx, type Nginx } from '../helpers/nginx';
 import { freePort, startProcess, stopAllProcesses, type ListeningProcess } from '../helpers/process';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server';
@@ -120,11 +120,7 @@ it('streams a run through nginx incrementally, once and in order, with the strea
 it('resumes through nginx with Last-Event-ID, with no duplicate and no gap', async () => {
   const sessionId = newSessionId();
   const first = await follow(nginx.url, sessionId);
-  const accepted = await request(`${nginx.url}/execute`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json', Prefer: 'respond-async' },
-    body: JSON.stringify(synthetic(sessionId, { events: 30, interval_ms: 30 })),
-  });
+  const accepted = await executeAsync(nginx.url, synthetic(sessionId, { events: 30, interval_ms: 30 }));
   expect(accepted.status).toBe(202);
   await first.waitFor(seqAtLeast(6), 10000, 'seq 6 before the drop');
   first.destroy();

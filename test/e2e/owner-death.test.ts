@@ -1,9 +1,9 @@
 import type { TimelineEvent } from '../../client-sdk/src/types';
-import { request } from '../helpers/api';
-import { startProcess, stopAllProcesses, type ListeningProcess } from '../helpers/process';
+import { executeAsync, request } from '../helpers/api';
+import { startProcess, stopAllProcesses } from '../helpers/process';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server';
 import { newSessionId, synthetic } from '../helpers/service';
-import { isNamed, openReady, seqAtLeast, timelineEvents, type SseFrame, type SseReader } from '../helpers/sse-reader';
+import { isNamed, seqAtLeast, streamFollower, timelineEvents, type SseFrame, type SseReader } from '../helpers/sse-reader';
 import { range, seqs } from '../helpers/timeline-fixtures';
 import { waitUntil } from '../helpers/wait';
 
@@ -16,13 +16,13 @@ import { waitUntil } from '../helpers/wait';
 const LEASE_MS = 1000;
 
 let redis: RedisServer;
-const readers: SseReader[] = [];
+const { follow, closeAll: closeStreams } = streamFollower();
 
 beforeAll(async () => {
   redis = await startRedisServer();
 });
 afterEach(async () => {
-  for (const reader of readers.splice(0)) reader.destroy();
+  closeStreams();
   await stopAllProcesses();
 });
 afterAll(async () => {
@@ -31,29 +31,13 @@ afterAll(async () => {
 
 const startInstance = () => startProcess({ REDIS_URL: redis.url, RUN_LEASE_MS: String(LEASE_MS), KEEPALIVE_MS: '1000' });
 
-async function follow(proc: ListeningProcess, sessionId: string, headers: Record<string, string> = {}): Promise<SseReader> {
-  const reader = await openReady(`${proc.url}/timeline/stream/${sessionId}`, { headers });
-  readers.push(reader);
-  return reader;
-}
-
-/** Starts a long synthetic run on `proc` without holding the request (`202`). */
-async function startRun(proc: ListeningProcess, sessionId: string, params: Record<string, unknown>): Promise<void> {
-  const accepted = await request(`${proc.url}/execute`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json', Prefer: 'respond-async' },
-    body: JSON.stringify(synthetic(sessionId, params)),
-  });
-  expect(accepted.status).toBe(202);
-}
-
 const eventsOf = (reader: SseReader) => timelineEvents<TimelineEvent>(reader);
 
 it('ends a run whose owner is killed (SIGKILL) with WORKFLOW_ERROR and done run_lost, streamed on the other instance', async () => {
   const [streaming, owner] = await Promise.all([startInstance(), startInstance()]);
   const sessionId = newSessionId();
-  const reader = await follow(streaming, sessionId);
-  await startRun(owner, sessionId, { events: 1000, interval_ms: 20 });
+  const reader = await follow(streaming.url, sessionId);
+  expect((await executeAsync(owner.url, synthetic(sessionId, { events: 1000, interval_ms: 20 }))).status).toBe(202);
   await reader.waitFor(seqAtLeast(10), 10000, 'seq 10');
 
   expect(await owner.stop('SIGKILL')).toEqual({ code: null, signal: 'SIGKILL' });
@@ -77,15 +61,15 @@ it('ends a run whose owner is killed (SIGKILL) with WORKFLOW_ERROR and done run_
 it('resumes on another instance with Last-Event-ID when the instance serving the stream is killed: no gap, no duplicate', async () => {
   const [streaming, owner] = await Promise.all([startInstance(), startInstance()]);
   const sessionId = newSessionId();
-  const first = await follow(streaming, sessionId);
-  await startRun(owner, sessionId, { events: 150, interval_ms: 10 });
+  const first = await follow(streaming.url, sessionId);
+  expect((await executeAsync(owner.url, synthetic(sessionId, { events: 150, interval_ms: 10 }))).status).toBe(202);
   await first.waitFor(seqAtLeast(20), 10000, 'seq 20');
 
   await streaming.stop('SIGKILL');
   await first.ended;
   const lastId = eventsOf(first).at(-1)?.event_id as string;
 
-  const second = await follow(owner, sessionId, { 'Last-Event-ID': lastId });
+  const second = await follow(owner.url, sessionId, { 'Last-Event-ID': lastId });
   const done = await second.waitFor(isNamed('done'), 15000, 'done on the surviving instance');
   expect(JSON.parse(done.data)).toEqual({ status: 'completed', result: { events: 150 } });
   const all = [...eventsOf(first), ...eventsOf(second)];
@@ -125,9 +109,9 @@ function expectEveryEventOnceOrGap(frames: SseFrame[]): SseFrame[] {
 it('gets every client through a Redis restart that loses everything: each event once or an explicit gap, then done', async () => {
   const [streaming, owner] = await Promise.all([startInstance(), startInstance()]);
   const sessionId = newSessionId();
-  const live = await follow(streaming, sessionId);
-  const early = await follow(owner, sessionId);
-  await startRun(owner, sessionId, { events: 150, interval_ms: 20 });
+  const live = await follow(streaming.url, sessionId);
+  const early = await follow(owner.url, sessionId);
+  expect((await executeAsync(owner.url, synthetic(sessionId, { events: 150, interval_ms: 20 }))).status).toBe(202);
   await early.waitFor(seqAtLeast(5), 10000, 'seq 5 for the early client');
   early.destroy(); // this client drops out before the restart and comes back after it
   await live.waitFor(seqAtLeast(20), 10000, 'seq 20 before the restart');
@@ -148,7 +132,7 @@ it('gets every client through a Redis restart that loses everything: each event 
   expect(liveGaps.length > 0).toBe(!eventsOf(live).some((event) => event.event_id === lost));
 
   const earlyLastId = eventsOf(early).at(-1)?.event_id as string;
-  const resumed = await follow(streaming, sessionId, { 'Last-Event-ID': earlyLastId });
+  const resumed = await follow(streaming.url, sessionId, { 'Last-Event-ID': earlyLastId });
   const resumedDone = await resumed.waitFor(isNamed('done'), 10000, 'done for the early client');
   expect(resumedDone.id).toBe(liveDone.id);
   const gaps = expectEveryEventOnceOrGap([...early.frames, ...resumed.frames.filter((frame) => frame.event !== 'ready')]);

@@ -1,12 +1,12 @@
 import { TimelineClient } from '../../client-sdk/src';
 import type { DonePayload, TimelineEvent } from '../../client-sdk/src/types';
 import { HANDOVER_RETRY_MAX_MS, HANDOVER_RETRY_MIN_MS } from '../../server/http/stream-registry';
-import { getHistory, request } from '../helpers/api';
+import { executeAsync, getHistory } from '../helpers/api';
 import { startProcess, stopAllProcesses, type ListeningProcess } from '../helpers/process';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server';
 import { nextEvent, record, settle, tapEvents } from '../helpers/sdk-run';
 import { newSessionId, synthetic } from '../helpers/service';
-import { isNamed, openReady, seqAtLeast, timelineEvents, type SseReader } from '../helpers/sse-reader';
+import { isNamed, seqAtLeast, streamFollower, timelineEvents, type SseReader } from '../helpers/sse-reader';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy';
 import { range, seqs } from '../helpers/timeline-fixtures';
 import { within } from '../helpers/wait';
@@ -20,7 +20,7 @@ import { within } from '../helpers/wait';
 let redis: RedisServer;
 /** The process that stays up. */
 let b: ListeningProcess;
-const readers: SseReader[] = [];
+const { follow, closeAll: closeStreams } = streamFollower();
 const proxies: TcpProxy[] = [];
 const controllers: AbortController[] = [];
 
@@ -32,28 +32,13 @@ beforeAll(async () => {
 });
 afterEach(async () => {
   for (const controller of controllers.splice(0)) controller.abort();
-  for (const reader of readers.splice(0)) reader.destroy();
+  closeStreams();
   await Promise.all(proxies.splice(0).map((proxy) => proxy.close()));
 });
 afterAll(async () => {
   await stopAllProcesses();
   await redis?.stop();
 });
-
-async function follow(proc: ListeningProcess, sessionId: string, headers: Record<string, string> = {}): Promise<SseReader> {
-  const reader = await openReady(`${proc.url}/timeline/stream/${sessionId}`, { headers });
-  readers.push(reader);
-  return reader;
-}
-
-async function startAsync(proc: ListeningProcess, sessionId: string, params: Record<string, unknown>): Promise<void> {
-  const accepted = await request(`${proc.url}/execute`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json', Prefer: 'respond-async' },
-    body: JSON.stringify(synthetic(sessionId, params)),
-  });
-  expect(accepted.status).toBe(202);
-}
 
 /** The `retry:` the server sent after its last frame, the handover hint; `null` if none. */
 function trailingRetry(reader: SseReader): number | null {
@@ -67,9 +52,9 @@ it('hands an open stream over with a short retry; a run outliving the grace ends
   const graceMs = 1500;
   const a = await startProcess(env({ SHUTDOWN_GRACE_MS: String(graceMs) }));
   const sessionId = newSessionId();
-  const first = await follow(a, sessionId);
+  const first = await follow(a.url, sessionId);
   // 20 s of events: far beyond the grace.
-  await startAsync(a, sessionId, { events: 1000, interval_ms: 20 });
+  expect((await executeAsync(a.url, synthetic(sessionId, { events: 1000, interval_ms: 20 }))).status).toBe(202);
   await first.waitFor(seqAtLeast(5), 10000, 'seq 5 before the signal');
 
   const signalledAt = Date.now();
@@ -87,7 +72,7 @@ it('hands an open stream over with a short retry; a run outliving the grace ends
   expect(first.retry).toBe(hint);
 
   const lastId = eventsOf(first).at(-1)?.event_id as string;
-  const second = await follow(b, sessionId, { 'Last-Event-ID': lastId });
+  const second = await follow(b.url, sessionId, { 'Last-Event-ID': lastId });
   const doneFrame = await second.waitFor(isNamed('done'), graceMs + 10000, 'done on the other process');
   const done = JSON.parse(doneFrame.data) as DonePayload;
   expect(done).toEqual({ status: 'failed', error: { code: 'shutdown', message: expect.any(String) } });
@@ -119,8 +104,8 @@ it('hands an open stream over with a short retry; a run outliving the grace ends
 it('lets a run that fits in the grace complete; the handed-over reader gets the rest and done completed', async () => {
   const a = await startProcess(env({ SHUTDOWN_GRACE_MS: '10000' }));
   const sessionId = newSessionId();
-  const first = await follow(a, sessionId);
-  await startAsync(a, sessionId, { events: 15, interval_ms: 100 });
+  const first = await follow(a.url, sessionId);
+  expect((await executeAsync(a.url, synthetic(sessionId, { events: 15, interval_ms: 100 }))).status).toBe(202);
   await first.waitFor(seqAtLeast(3), 10000, 'seq 3 before the signal');
 
   const signalledAt = Date.now();
@@ -131,7 +116,7 @@ it('lets a run that fits in the grace complete; the handed-over reader gets the 
   expect(first.frames.some(isNamed('done'))).toBe(false);
 
   const lastId = eventsOf(first).at(-1)?.event_id as string;
-  const second = await follow(b, sessionId, { 'Last-Event-ID': lastId });
+  const second = await follow(b.url, sessionId, { 'Last-Event-ID': lastId });
   const doneFrame = await second.waitFor(isNamed('done'), 10000, 'done on the other process');
   expect(JSON.parse(doneFrame.data)).toEqual({ status: 'completed', result: { events: 15 } });
   expect([...seqs(eventsOf(first)), ...seqs(eventsOf(second))]).toEqual(range(1, 17));
@@ -154,7 +139,7 @@ it('moves an SDK client behind a balancer to the other process within the hint, 
   const client = new TimelineClient({ baseUrl: proxy.url, reconnect: { initialDelayMs: 50, maxAttempts: 10 }, stallTimeoutMs: 5000 });
   const sessionId = newSessionId();
   // The run starts first; the client replays it from the start, then follows it live.
-  await startAsync(a, sessionId, { events: 400, interval_ms: 20 });
+  expect((await executeAsync(a.url, synthetic(sessionId, { events: 400, interval_ms: 20 }))).status).toBe(202);
   const run = client.follow(sessionId, { signal: controller.signal });
   const recorded = record(run);
   const arrivals: number[] = [];

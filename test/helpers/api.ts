@@ -64,6 +64,11 @@ export function postExecuteRaw(url: string, body: string, headers: Record<string
   });
 }
 
+/** `POST /execute` with `Prefer: respond-async`: answered (`202`) without waiting for the run. */
+export function executeAsync(url: string, body: unknown, headers: Record<string, string> = {}): Promise<ApiResponse> {
+  return postExecuteRaw(url, JSON.stringify(body), { Prefer: 'respond-async', ...headers });
+}
+
 /** `GET /timeline/:sessionId`. */
 export function getHistory(url: string, sessionId: string): Promise<ApiResponse<SessionHistory>> {
   return request(`${url}/timeline/${sessionId}`);

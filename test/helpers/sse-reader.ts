@@ -1,4 +1,5 @@
 import http from 'node:http';
+import net from 'node:net';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 
 /** One SSE frame as a client sees it. `event` is undefined for default (unnamed) messages. */
@@ -154,6 +155,56 @@ export async function openReady(url: string, options: OpenOptions = {}): Promise
   }
   await reader.waitFor(isNamed('ready'));
   return reader;
+}
+
+/**
+ * Opens ready streams (`openReady`) and keeps them, so that `closeAll` in an `afterEach`
+ * closes whatever a test left open, failed tests included.
+ */
+export interface StreamFollower {
+  /** `openReady` on `<baseUrl>/timeline/stream/<sessionId>`; the reader is kept for `closeAll`. */
+  follow(baseUrl: string, sessionId: string, headers?: Record<string, string>): Promise<SseReader>;
+  closeAll(): void;
+}
+
+export function streamFollower(): StreamFollower {
+  const open: SseReader[] = [];
+  return {
+    async follow(baseUrl, sessionId, headers = {}) {
+      const reader = await openReady(`${baseUrl}/timeline/stream/${sessionId}`, { headers });
+      open.push(reader);
+      return reader;
+    },
+    closeAll() {
+      for (const reader of open.splice(0)) reader.destroy();
+    },
+  };
+}
+
+/**
+ * Writes `GET /timeline/stream/<sessionId>` on a raw socket and nothing else: no parser, no
+ * response handling, so a test controls exactly when the client leaves or stops reading.
+ * `to` is a port on 127.0.0.1 or a Unix socket path. Resolves once the request is written.
+ * `stalled`: the socket never reads, like a client that stopped reading.
+ */
+export function sendStreamRequest(
+  to: number | string,
+  sessionId: string,
+  { stalled = false }: { stalled?: boolean } = {},
+): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const onConnect = () => {
+      // Paused here, before Node's first read, the response stays in the kernel's buffers:
+      // paused any later, the socket has already pulled up to its highWaterMark into this process.
+      if (stalled) socket.pause();
+      socket.write(
+        `GET /timeline/stream/${sessionId} HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n`,
+        () => resolve(socket),
+      );
+    };
+    const socket = typeof to === 'number' ? net.connect(to, '127.0.0.1', onConnect) : net.connect(to, onConnect);
+    socket.once('error', reject);
+  });
 }
 
 /** Timeline events (default messages) of a reader, parsed. */

@@ -1,9 +1,8 @@
-import net from 'node:net';
 import type { TimelineEvent } from '../../client-sdk/src/types';
 import type { RedisBus } from '../../server/timeline/redis-bus';
 import { getHistory, metricSample, request } from '../helpers/api';
 import { execute, newSessionId, startRedisService, synthetic, type RunningService } from '../helpers/service';
-import { isNamed, openSse, seqAtLeast, timelineEvents, type SseReader } from '../helpers/sse-reader';
+import { isNamed, openSse, sendStreamRequest, seqAtLeast, timelineEvents, type SseReader } from '../helpers/sse-reader';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server';
 import { range, seqs } from '../helpers/timeline-fixtures';
 import { waitUntil, within } from '../helpers/wait';
@@ -47,16 +46,8 @@ async function expectNothingLeft(): Promise<void> {
 }
 
 /** A stream request on a raw socket, left the moment it is written (mid-setup). */
-function requestAndLeave(port: number, sessionId: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(port, '127.0.0.1', () => {
-      socket.write(`GET /timeline/stream/${sessionId} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`, () => {
-        socket.destroy();
-        resolve();
-      });
-    });
-    socket.once('error', reject);
-  });
+async function requestAndLeave(port: number, sessionId: string): Promise<void> {
+  (await sendStreamRequest(port, sessionId)).destroy();
 }
 
 it('survives 300 streams aborted mid-run (and 100 more left during setup) with no leaked subscription', async () => {

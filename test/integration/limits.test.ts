@@ -1,6 +1,6 @@
 import net from 'node:net';
 import type Redis from 'ioredis';
-import { cancelSession, expectJsonError, getHistory, request, type ApiResponse } from '../helpers/api';
+import { cancelSession, executeAsync, expectJsonError, getHistory, request, type ApiResponse } from '../helpers/api';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server';
 import { execute, newSessionId, startRedisService, startService, synthetic, type RunningService } from '../helpers/service';
 import { isNamed, openReady, openSse } from '../helpers/sse-reader';
@@ -10,11 +10,7 @@ import { waitUntil, within } from '../helpers/wait';
 const LONG_RUN = { events: 2, interval_ms: 60000 };
 
 const startAsync = (url: string, sessionId: string, headers: Record<string, string> = {}) =>
-  request(`${url}/execute`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json', Prefer: 'respond-async', ...headers },
-    body: JSON.stringify(synthetic(sessionId, LONG_RUN)),
-  });
+  executeAsync(url, synthetic(sessionId, LONG_RUN), headers);
 
 describe('MAX_RUNS', () => {
   it('answers 503 too_many_runs with Retry-After beyond the limit, claims nothing, and admits again once a run ends', async () => {

@@ -8,7 +8,7 @@ import vm from 'node:vm';
 import { MemoryBus } from '../../server/timeline/memory-bus';
 import { metricSample, request } from '../helpers/api';
 import { execute, newSessionId, startService, synthetic } from '../helpers/service';
-import { isNamed, openReady, timelineEvents } from '../helpers/sse-reader';
+import { isNamed, openReady, sendStreamRequest, timelineEvents } from '../helpers/sse-reader';
 import { range } from '../helpers/timeline-fixtures';
 import { waitUntil, within } from '../helpers/wait';
 
@@ -37,19 +37,6 @@ function settledHeld(): number {
   gc();
   gc();
   return heldBytes();
-}
-
-/** A raw stream request on its own connection; the socket is never read. */
-function stalledReader(socketPath: string, sessionId: string): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(socketPath, () => {
-      socket.pause();
-      socket.write(`GET /timeline/stream/${sessionId} HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n`, () =>
-        resolve(socket),
-      );
-    });
-    socket.once('error', reject);
-  });
 }
 
 function listenOn(server: Server, socketPath: string): Promise<void> {
@@ -81,7 +68,8 @@ describe('1,000 stalled readers', () => {
       const sessionId = newSessionId();
       // In batches, so the listen backlog never overflows.
       for (let from = 0; from < readers; from += 100) {
-        sockets.push(...(await Promise.all(range(1, 100).map(() => stalledReader(socketPath, sessionId)))));
+        const batch = range(1, 100).map(() => sendStreamRequest(socketPath, sessionId, { stalled: true }));
+        sockets.push(...(await Promise.all(batch)));
         await waitUntil(() => svc.service.streams.size === sockets.length, { timeoutMs: 10000, label: `${sockets.length} streams` });
       }
       for (const socket of sockets) socket.on('error', () => undefined);
