@@ -3,7 +3,10 @@ import type { Request, Response } from 'express';
 import { messageFrame, namedFrame, PING_FRAME, retryField } from './sse-frames';
 
 export interface SseStreamOptions {
-  /** Unsent bytes after which the reader is cut (it resumes from its last id). */
+  /**
+   * How far behind a reader may fall before it is cut (it resumes from its last id): its
+   * unsent bytes, plus what the server holds for it while it catches up.
+   */
   maxBufferedBytes: number;
   /** Called once when the reader is cut for being too slow. */
   onSlowReader: () => void;
@@ -27,7 +30,10 @@ export class SseStream {
   private wroteSinceTick = false;
   private ended = false;
   private closed = false;
-  /** While replaying, the writer waits for `drain` instead of cutting the reader. */
+  /**
+   * While replaying, the writer waits for `drain` instead of cutting the reader on its unsent
+   * bytes alone; what piles up elsewhere meanwhile is checked by `cutIfBehind`.
+   */
   private paced = true;
   /** Unsent bytes above which a replay waits for `drain`. */
   private readonly lowWaterBytes: number;
@@ -117,6 +123,18 @@ export class SseStream {
     this.paced = false;
   }
 
+  /**
+   * Cuts the reader once `held` (what the server keeps for it besides the socket, e.g. live
+   * entries waiting while it replays) and its unsent bytes pass `maxBufferedBytes`: pacing a
+   * replay must not let a stalled reader hold the run's output without bound.
+   */
+  cutIfBehind(held = 0): void {
+    if (!this.isOpen || held + this.res.writableLength <= this.options.maxBufferedBytes) return;
+    this.ended = true;
+    this.options.onSlowReader();
+    this.res.destroy();
+  }
+
   end(): void {
     if (this.ended) return;
     this.ended = true;
@@ -141,10 +159,6 @@ export class SseStream {
     this.res.write(frame);
     this.wroteSinceTick = true;
     // Respect back-pressure: a reader that cannot keep up is cut, not buffered without bound.
-    if (!this.paced && this.res.writableLength > this.options.maxBufferedBytes) {
-      this.ended = true;
-      this.options.onSlowReader();
-      this.res.destroy();
-    }
+    if (!this.paced) this.cutIfBehind();
   }
 }

@@ -101,6 +101,7 @@ export function streamRoute({ bus, config, streams, metrics, log }: StreamRouteD
       },
       gap: (gap) => stream.named('gap', JSON.stringify(gap)),
       backlog: () => stream.backlog(),
+      held: (bytes) => stream.cutIfBehind(bytes),
       live: () => stream.goLive(),
       failed: (error) => {
         streamLog.warn({ err: error }, 'bus failed under a stream; ending it so the client resumes');

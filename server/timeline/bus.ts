@@ -1,5 +1,11 @@
 import type { DonePayload, GapPayload, SessionStatus, TimelineEvent } from '../../client-sdk/src/types';
 
+/**
+ * Entries a reader takes from a log at once (catch-up, history), so no reader holds a decoded
+ * copy of a whole retained log.
+ */
+export const READ_PAGE_SIZE = 500;
+
 /** An event before the bus has given it its id. */
 export type EventDraft = Omit<TimelineEvent, 'event_id'>;
 
@@ -12,6 +18,11 @@ export interface LogEntry {
   id: string;
   kind: 'event' | 'done';
   data: string;
+  /**
+   * An event's `seq`, kept beside `data` so readers can drop a resent event (an empty Redis
+   * restart gives it a second id) without parsing JSON. Absent on `done`.
+   */
+  seq?: number;
 }
 
 /** What is retained of a session after a position, read in one consistent step. */
@@ -21,6 +32,8 @@ export interface LogSlice {
   entries: LogEntry[];
   /** Set when the requested position precedes the oldest retained event of a trimmed log. */
   gap: GapPayload | null;
+  /** True when a `limit` cut the slice short: entries after the last one remain. */
+  more: boolean;
 }
 
 /** Receives a session's live entries in log order. */
@@ -52,8 +65,12 @@ export interface TimelineBus {
    * Resolves with the entry id, or `null` if the session had already finished.
    */
   signalDone(sessionId: string, done: DonePayload): Promise<string | null>;
-  /** Entries after `afterId` (`null`: from the start), with the status, in one step. */
-  read(sessionId: string, afterId: string | null): Promise<LogSlice>;
+  /**
+   * Entries after `afterId` (`null`: from the start), at most `limit` of them (default: all),
+   * with the status, in one step. A caller that pages reads again after the last entry while
+   * `more` is set.
+   */
+  read(sessionId: string, afterId: string | null, limit?: number): Promise<LogSlice>;
   /** Resolves once live entries of the session will reach `listener`. */
   subscribe(sessionId: string, listener: LiveListener): Promise<Subscription>;
   /**

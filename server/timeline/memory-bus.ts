@@ -59,7 +59,7 @@ export class MemoryBus implements TimelineBus {
   async publish(sessionId: string, event: EventDraft): Promise<string> {
     const log = this.runningLog(sessionId);
     const id = log.ids.next(this.now());
-    const entry: LogEntry = { id, kind: 'event', data: serializeEvent(id, JSON.stringify(event)) };
+    const entry: LogEntry = { id, kind: 'event', data: serializeEvent(id, JSON.stringify(event)), seq: event.seq };
     log.entries.push(entry);
     log.eventCount += 1;
     if (log.eventCount > this.maxEvents) {
@@ -84,14 +84,15 @@ export class MemoryBus implements TimelineBus {
     return id;
   }
 
-  async read(sessionId: string, afterId: string | null): Promise<LogSlice> {
+  async read(sessionId: string, afterId: string | null, limit = Infinity): Promise<LogSlice> {
     const log = this.sessions.get(sessionId);
-    if (!log) return { status: 'waiting', entries: [], gap: null };
+    if (!log) return { status: 'waiting', entries: [], gap: null, more: false };
     const start = afterId === null ? 0 : firstIndexAfter(log.entries, afterId);
-    const entries = log.entries.slice(start);
+    const end = Math.min(log.entries.length, start + limit);
+    const entries = log.entries.slice(start, end);
     const missed = log.lastTrimmedId !== null && compareEventIds(afterId, log.lastTrimmedId) < 0;
     const gap = missed ? { after: afterId, first_available: log.entries[0]?.id ?? null } : null;
-    return { status: log.status, entries, gap };
+    return { status: log.status, entries, gap, more: end < log.entries.length };
   }
 
   async subscribe(sessionId: string, listener: LiveListener): Promise<Subscription> {

@@ -194,11 +194,11 @@ export class RedisBus implements TimelineBus {
     return typeof reply === 'string' ? reply : null;
   }
 
-  async read(sessionId: string, afterId: string | null): Promise<LogSlice> {
+  async read(sessionId: string, afterId: string | null, limit?: number): Promise<LogSlice> {
     const keys = this.keys(sessionId);
     const range = afterId === null ? '-' : `(${afterId}`;
-    const [status, trimmed, lost, first, raw] = await this.call(() =>
-      this.commands.timelineRead(keys.meta, keys.log, range),
+    const [status, trimmed, lost, first, raw, more] = await this.call(() =>
+      this.commands.timelineRead(keys.meta, keys.log, range, limit ?? 0),
     );
     const entries = raw.map(fromStreamEntry);
     // Events are gone if the cap trimmed them, or if Redis lost the log and the owner had to
@@ -210,6 +210,7 @@ export class RedisBus implements TimelineBus {
       status: (status as SessionStatus | null) ?? 'waiting',
       entries,
       gap: missed ? { after: afterId, first_available: first } : null,
+      more: more === 1,
     };
   }
 

@@ -12,7 +12,8 @@ import { serializeEvent, type LogEntry } from './bus';
  *   (seq and id of the newest event), `trimmed` (id of the newest event trimmed away by the
  *   cap), `lost` (when Redis lost a running session's log: the id of the owner's last event
  *   before the loss), `cancel` (a cancel was requested);
- * - `log` stream: one field per entry, `e` (an event's JSON without its id) or `d` (done's JSON);
+ * - `log` stream: an event is `e` (its JSON without its id) then `s` (its seq); `done` is `d`
+ *   (its JSON);
  * - `lease` string: the owner, expiring after the run lease.
  *
  * One deployment-wide key, `running` (a sorted set under the key prefix): the running sessions,
@@ -36,10 +37,13 @@ local function now_ms()
 end
 `;
 
-/** Appends an event draft as the next log entry, trims to the cap, publishes; returns its id. */
+/**
+ * Appends an event draft as the next log entry, trims to the cap, publishes; returns its id.
+ * The live message is `e<id> <seq> <draft_json>`: readers get the seq without parsing JSON.
+ */
 const APPEND_EVENT = `
 local function append_event(meta, log, channel, draft_json, seq, max_events, ttl_s)
-  local id = redis.call('XADD', log, '*', 'e', draft_json)
+  local id = redis.call('XADD', log, '*', 'e', draft_json, 's', seq)
   redis.call('HSET', meta, 'seq', seq, 'last', id)
   local excess = redis.call('XLEN', log) - tonumber(max_events)
   if excess > 0 then
@@ -49,7 +53,7 @@ local function append_event(meta, log, channel, draft_json, seq, max_events, ttl
   end
   redis.call('EXPIRE', meta, ttl_s)
   redis.call('EXPIRE', log, ttl_s)
-  redis.call('PUBLISH', channel, 'e' .. id .. ' ' .. draft_json)
+  redis.call('PUBLISH', channel, 'e' .. id .. ' ' .. seq .. ' ' .. draft_json)
   return id
 end
 `;
@@ -121,13 +125,27 @@ if status ~= 'running' then return 0 end
 return finish(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[5], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 `;
 
-/** The status, retention markers and entries after a position, in one consistent step. */
+/**
+ * The status, retention markers and entries after a position, in one consistent step: at most
+ * `limit` entries (one more is fetched to tell whether more remain), or all with limit 0.
+ */
 const READ = `
--- KEYS: meta, log  ARGV: range_start ('-' or '(<id>')
+-- KEYS: meta, log  ARGV: range_start ('-' or '(<id>'), limit (0: no limit)
 local meta = redis.call('HMGET', KEYS[1], 'status', 'trimmed', 'lost')
 local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
-local entries = redis.call('XRANGE', KEYS[2], ARGV[1], '+')
-return {meta[1], meta[2], meta[3], first[1] and first[1][1] or false, entries}
+local limit = tonumber(ARGV[2])
+local entries
+local more = 0
+if limit > 0 then
+  entries = redis.call('XRANGE', KEYS[2], ARGV[1], '+', 'COUNT', limit + 1)
+  if #entries > limit then
+    entries[#entries] = nil
+    more = 1
+  end
+else
+  entries = redis.call('XRANGE', KEYS[2], ARGV[1], '+')
+end
+return {meta[1], meta[2], meta[3], first[1] and first[1][1] or false, entries, more}
 `;
 
 /** Extends the owner's lease and the session's TTL; tells the owner of a pending cancel. */
@@ -192,14 +210,14 @@ return finish(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[2], ARGV[1], ARGV[5], 'fa
 /** A stream entry as XRANGE returns it: the id, then `[field, value]`. */
 export type RawStreamEntry = [string, string[]];
 
-export type RawRead = [string | null, string | null, string | null, string | null, RawStreamEntry[]];
+export type RawRead = [string | null, string | null, string | null, string | null, RawStreamEntry[], number];
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
     timelineClaim(meta: string, lease: string, log: string, running: string, owner: string, leaseMs: number, ttlS: number, lostUntil: string, sessionId: string, lostSeq: number, channel: string): Result<number, Context>;
     timelinePublish(meta: string, log: string, channel: string, draftJson: string, maxEvents: number, ttlS: number, seq: number): Result<string | number, Context>;
     timelineSignalDone(meta: string, log: string, lease: string, running: string, channel: string, doneJson: string, status: string, ttlS: number, sessionId: string): Result<string | number, Context>;
-    timelineRead(meta: string, log: string, rangeStart: string): Result<RawRead, Context>;
+    timelineRead(meta: string, log: string, rangeStart: string, limit: number): Result<RawRead, Context>;
     timelineRenew(meta: string, lease: string, log: string, running: string, owner: string, leaseMs: number, ttlS: number, sessionId: string): Result<number, Context>;
     timelineCancel(meta: string, controlChannel: string, sessionId: string): Result<string, Context>;
     timelineExpiredRuns(running: string, limit: number): Result<string[], Context>;
@@ -222,13 +240,14 @@ export function defineTimelineScripts(redis: Redis): void {
 /** A stored entry as `read` returns it: an event gets its id spliced into its JSON. */
 export function fromStreamEntry([id, fields]: RawStreamEntry): LogEntry {
   return fields[0] === 'e'
-    ? { id, kind: 'event', data: serializeEvent(id, fields[1]) }
+    ? { id, kind: 'event', data: serializeEvent(id, fields[1]), seq: Number(fields[3]) }
     : { id, kind: 'done', data: fields[1] };
 }
 
 /**
- * Decodes a live message `<kind><id> <json>` (kind `e`: event draft, `d`: done) into the
- * entry every reader of the session shares, or `LOG_RESTORED`; `null` when it is neither.
+ * Decodes a live message (`e<id> <seq> <draft json>` for an event, `d<id> <json>` for done)
+ * into the entry every reader of the session shares, or `LOG_RESTORED`; `null` when it is
+ * neither.
  */
 export function decodeLiveEntry(message: string): LogEntry | typeof LOG_RESTORED | null {
   if (message === RESTORED_MESSAGE) return LOG_RESTORED;
@@ -236,6 +255,9 @@ export function decodeLiveEntry(message: string): LogEntry | typeof LOG_RESTORED
   const kind = message[0];
   if (space < 2 || (kind !== 'e' && kind !== 'd')) return null;
   const id = message.slice(1, space);
-  const json = message.slice(space + 1);
-  return kind === 'e' ? { id, kind: 'event', data: serializeEvent(id, json) } : { id, kind: 'done', data: json };
+  if (kind === 'd') return { id, kind: 'done', data: message.slice(space + 1) };
+  const seqEnd = message.indexOf(' ', space + 1);
+  if (seqEnd < 0) return null;
+  const seq = Number(message.slice(space + 1, seqEnd));
+  return { id, kind: 'event', data: serializeEvent(id, message.slice(seqEnd + 1)), seq };
 }

@@ -4,7 +4,7 @@ import type { LiveListener, LogEntry, TimelineBus } from '../../server/timeline/
 import { compareEventIds, isEventId } from '../../server/timeline/event-id';
 import { SessionFeed, type FeedSink } from '../../server/timeline/session-feed';
 import { draft } from '../helpers/timeline-fixtures';
-import { within } from '../helpers/wait';
+import { waitUntil, within } from '../helpers/wait';
 
 /** Retention settings every bus implementation takes. */
 export interface BusBehaviourOptions {
@@ -182,7 +182,7 @@ export function describeBusBehaviour(name: string, makeBus: MakeBus, cleanup: Cl
     describe('claimRun', () => {
       it('reads a session never started as waiting and empty', async () => {
         const bus = await newBus();
-        expect(await bus.read(randomUUID(), null)).toEqual({ status: 'waiting', entries: [], gap: null });
+        expect(await bus.read(randomUUID(), null)).toEqual({ status: 'waiting', entries: [], gap: null, more: false });
       });
 
       it('gives a session to exactly one of many concurrent claimers', async () => {
@@ -215,7 +215,7 @@ export function describeBusBehaviour(name: string, makeBus: MakeBus, cleanup: Cl
         const b = await startSession(bus);
         await publishMany(bus, a, 3);
         await bus.signalDone(a, { status: 'completed' });
-        expect(await bus.read(b, null)).toEqual({ status: 'running', entries: [], gap: null });
+        expect(await bus.read(b, null)).toEqual({ status: 'running', entries: [], gap: null, more: false });
       });
     });
 
@@ -233,6 +233,7 @@ export function describeBusBehaviour(name: string, makeBus: MakeBus, cleanup: Cl
         expect(ids(slice.entries)).toEqual(published);
         slice.entries.forEach((entry, i) => {
           expect(entry.kind).toBe('event');
+          expect(entry.seq).toBe(i + 1);
           expect(entry.data.startsWith(`{"event_id":"${published[i]}",`)).toBe(true);
           expect(JSON.parse(entry.data)).toEqual({ event_id: published[i], ...draft(sessionId, i + 1) });
         });
@@ -256,7 +257,7 @@ export function describeBusBehaviour(name: string, makeBus: MakeBus, cleanup: Cl
         const published = await publishMany(bus, sessionId, 10);
         expect(ids((await bus.read(sessionId, published[3])).entries)).toEqual(published.slice(4));
         expect(ids((await bus.read(sessionId, published[0])).entries)).toEqual(published.slice(1));
-        expect(await bus.read(sessionId, published[9])).toEqual({ status: 'running', entries: [], gap: null });
+        expect(await bus.read(sessionId, published[9])).toEqual({ status: 'running', entries: [], gap: null, more: false });
         // Well-formed ids that are not in the log: before everything, and after everything.
         expect(ids((await bus.read(sessionId, '0-1')).entries)).toEqual(published);
         expect((await bus.read(sessionId, '0-1')).gap).toBeNull();
@@ -270,6 +271,59 @@ export function describeBusBehaviour(name: string, makeBus: MakeBus, cleanup: Cl
         const doneId = await bus.signalDone(sessionId, { status: 'completed' });
         await expect(bus.publish(sessionId, draft(sessionId, 3))).rejects.toThrow();
         expect(ids((await bus.read(sessionId, null)).entries)).toEqual([...published, doneId]);
+      });
+    });
+
+    describe('read in pages (limit)', () => {
+      /** Reads the log after `from` to its end, `limit` entries at a time; returns each page. */
+      async function readPages(bus: TimelineBus, sessionId: string, limit: number, from: string | null = null) {
+        const pages = [];
+        let afterId = from;
+        for (;;) {
+          const page = await bus.read(sessionId, afterId, limit);
+          pages.push(page);
+          if (!page.more) return pages;
+          afterId = page.entries.at(-1)?.id ?? null;
+        }
+      }
+
+      it('returns at most limit entries, says whether more remain, and pages through to done', async () => {
+        const bus = await newBus();
+        const sessionId = await startSession(bus);
+        const published = await publishMany(bus, sessionId, 7);
+        const doneId = (await bus.signalDone(sessionId, { status: 'completed' })) as string;
+        const pages = await readPages(bus, sessionId, 3);
+        expect(pages.map((page) => ids(page.entries))).toEqual([
+          published.slice(0, 3),
+          published.slice(3, 6),
+          [published[6], doneId],
+        ]);
+        expect(pages.map((page) => page.more)).toEqual([true, true, false]);
+        expect(pages.every((page) => page.status === 'completed' && page.gap === null)).toBe(true);
+        // A log that ends exactly at a page boundary: the last full page says nothing remains.
+        const exact = await readPages(bus, sessionId, 4);
+        expect(exact.map((page) => ids(page.entries))).toEqual([published.slice(0, 4), [...published.slice(4), doneId]]);
+        expect(exact.map((page) => page.more)).toEqual([true, false]);
+        expect(await bus.read(sessionId, published[5], 1)).toEqual({
+          status: 'completed',
+          entries: [expect.objectContaining({ id: published[6] })],
+          gap: null,
+          more: true,
+        });
+        expect(await bus.read(sessionId, doneId, 5)).toEqual({ status: 'completed', entries: [], gap: null, more: false });
+        expect(await bus.read(randomUUID(), null, 5)).toEqual({ status: 'waiting', entries: [], gap: null, more: false });
+      });
+
+      it('reports the gap of a trimmed log on the first page only', async () => {
+        const bus = await newBus({ maxEventsPerSession: 5 });
+        const sessionId = await startSession(bus);
+        const published = await publishMany(bus, sessionId, 12);
+        const kept = published.slice(7);
+        for (const from of [null, published[2]]) {
+          const pages = await readPages(bus, sessionId, 2, from);
+          expect(pages.map((page) => ids(page.entries))).toEqual([kept.slice(0, 2), kept.slice(2, 4), kept.slice(4)]);
+          expect(pages.map((page) => page.gap)).toEqual([{ after: from, first_available: kept[0] }, null, null]);
+        }
       });
     });
 
@@ -296,7 +350,7 @@ export function describeBusBehaviour(name: string, makeBus: MakeBus, cleanup: Cl
         expect(after.status).toBe('completed');
         expect(after.entries.filter((entry) => entry.kind === 'done')).toHaveLength(1);
         expect(ids((await bus.read(sessionId, published[2])).entries)).toEqual([doneId]);
-        expect(await bus.read(sessionId, doneId)).toEqual({ status: 'completed', entries: [], gap: null });
+        expect(await bus.read(sessionId, doneId)).toEqual({ status: 'completed', entries: [], gap: null, more: false });
       });
 
       it.each<DonePayload>([
@@ -337,6 +391,7 @@ export function describeBusBehaviour(name: string, makeBus: MakeBus, cleanup: Cl
         await live.untilDone();
         expect(ids(live.entries)).toEqual([...published, doneId]);
         expect(live.entries.map((entry) => entry.kind)).toEqual([...published.map(() => 'event'), 'done']);
+        expect(live.entries.map((entry) => entry.seq)).toEqual([...published.map((_, i) => i + 1), undefined]);
         const stored = (await bus.read(sessionId, null)).entries;
         expect(live.entries).toEqual(stored);
         subscription.unsubscribe();
@@ -705,6 +760,138 @@ export function describeBusBehaviour(name: string, makeBus: MakeBus, cleanup: Cl
         await sink.untilDone();
         feed.close();
         expect(ids(sink.entries)).toEqual([...first, ...lost, doneId]);
+      });
+
+      it('catches up a page at a time, with live entries published during the replay, each once', async () => {
+        const bus = await newBus();
+        const sessionId = await startSession(bus);
+        const early = await publishMany(bus, sessionId, 7);
+        const reads: Array<{ limit: number | undefined; returned: number }> = [];
+        const recording = new Proxy(bus, {
+          get(target, property) {
+            if (property === 'read') {
+              return async (id: string, afterId: string | null, limit?: number) => {
+                const slice = await target.read(id, afterId, limit);
+                reads.push({ limit, returned: slice.entries.length });
+                return slice;
+              };
+            }
+            const value = Reflect.get(target, property, target);
+            return typeof value === 'function' ? value.bind(target) : value;
+          },
+        });
+        const during: string[] = [];
+        /** Publishes one more event after each of the first replayed entries. */
+        class PublishingRecorder extends FeedRecorder {
+          backlog(): Promise<void> | null {
+            if (during.length >= 4) return null;
+            return bus.publish(sessionId, draft(sessionId, 8 + during.length)).then((id) => void during.push(id));
+          }
+        }
+        const feed = await SessionFeed.open(recording, sessionId, null, { pageSize: 3 });
+        const sink = new PublishingRecorder();
+        feed.start(sink);
+        await sink.untilCount(11);
+        const live = await publishMany(bus, sessionId, 2, 12);
+        const doneId = await bus.signalDone(sessionId, { status: 'completed' });
+        await sink.untilDone();
+        feed.close();
+        expect(ids(sink.entries)).toEqual([...early, ...during, ...live, doneId]);
+        expect(reads.length).toBeGreaterThanOrEqual(3);
+        for (const read of reads) {
+          expect(read.limit).toBe(3);
+          expect(read.returned).toBeLessThanOrEqual(3);
+        }
+      });
+
+      it('reports the gap of a trimmed log once when it catches up in pages', async () => {
+        const bus = await newBus({ maxEventsPerSession: 5 });
+        const sessionId = await startSession(bus);
+        const published = await publishMany(bus, sessionId, 12);
+        const doneId = await bus.signalDone(sessionId, { status: 'completed' });
+        const feed = await SessionFeed.open(bus, sessionId, published[2], { pageSize: 2 });
+        const sink = new FeedRecorder();
+        feed.start(sink);
+        await sink.untilDone();
+        feed.close();
+        expect(sink.calls).toEqual([
+          { kind: 'gap', gap: { after: published[2], first_available: published[7] } },
+          ...[...published.slice(7), doneId].map((id) => ({ kind: 'entry', id })),
+        ]);
+      });
+
+      it('reports the bytes of the live entries it holds for a reader stalled in its replay', async () => {
+        const bus = await newBus();
+        const sessionId = await startSession(bus);
+        const early = await publishMany(bus, sessionId, 2);
+        const gates = new Map<number, () => void>();
+        /** Stalls (like a socket that stopped draining) after the 1st and the 3rd entry. */
+        class StalledRecorder extends FeedRecorder {
+          readonly heldBytes: number[] = [];
+          backlog(): Promise<void> | null {
+            const count = this.entries.length;
+            return count === 1 || count === 3 ? new Promise((resolve) => gates.set(count, resolve)) : null;
+          }
+          held(bytes: number): void {
+            this.heldBytes.push(bytes);
+          }
+        }
+        const feed = await SessionFeed.open(bus, sessionId, null);
+        const sink = new StalledRecorder();
+        feed.start(sink);
+        await sink.untilCount(1);
+        const live = await publishMany(bus, sessionId, 3, 3);
+        await waitUntil(() => sink.heldBytes.length === 3, { label: 'three held reports' });
+        const size = (await bus.read(sessionId, early[1])).entries.map((entry) => Buffer.byteLength(entry.data));
+        expect(sink.heldBytes).toEqual([size[0], size[0] + size[1], size[0] + size[1] + size[2]]);
+        expect(ids(sink.entries)).toEqual([early[0]]);
+
+        // Delivered entries are no longer held: stalled again after the first live one.
+        gates.get(1)?.();
+        await sink.untilCount(3);
+        const [later] = await publishMany(bus, sessionId, 1, 6);
+        await waitUntil(() => sink.heldBytes.length === 4, { label: 'a fourth held report' });
+        const laterSize = Buffer.byteLength((await bus.read(sessionId, live[2])).entries[0].data);
+        expect(sink.heldBytes[3]).toBe(size[1] + size[2] + laterSize);
+
+        gates.get(3)?.();
+        const doneId = await bus.signalDone(sessionId, { status: 'completed' });
+        await sink.untilDone();
+        feed.close();
+        expect(ids(sink.entries)).toEqual([...early, ...live, later, doneId]);
+      });
+
+      it('drops an event resent under a new id: its seq was delivered already', async () => {
+        const bus = await newBus();
+        const sessionId = await startSession(bus);
+        // As after an empty Redis restart: the owner sent seq 2 again, and it got a later id.
+        const resending = new Proxy(bus, {
+          get(target, property) {
+            if (property === 'subscribe') {
+              return async (id: string, listener: LiveListener) =>
+                target.subscribe(id, {
+                  onEntry: (entry) => {
+                    listener.onEntry(entry);
+                    const [ms, n] = entry.id.split('-');
+                    if (entry.seq === 2) listener.onEntry({ ...entry, id: `${ms}-${Number(n) + 1}` });
+                  },
+                  onResync: () => listener.onResync?.(),
+                });
+            }
+            const value = Reflect.get(target, property, target);
+            return typeof value === 'function' ? value.bind(target) : value;
+          },
+        });
+        const feed = await SessionFeed.open(resending, sessionId, null);
+        const sink = new FeedRecorder();
+        feed.start(sink);
+        const published = await publishMany(bus, sessionId, 3);
+        const doneId = await bus.signalDone(sessionId, { status: 'completed' });
+        await sink.untilDone();
+        feed.close();
+        // The copy's id may be the one seq 3 gets next: seqs tell them apart.
+        expect(sink.entries.map((entry) => entry.seq)).toEqual([1, 2, 3, undefined]);
+        expect(ids(sink.entries)).toEqual([...published, doneId]);
       });
     });
   });

@@ -1,9 +1,9 @@
-import net from 'node:net';
 import type { LiveListener, LogSlice, Subscription } from '../../server/timeline/bus';
 import { MemoryBus } from '../../server/timeline/memory-bus';
 import { metricSample, request } from '../helpers/api';
 import { execute, newSessionId, startService, type RunningService, synthetic } from '../helpers/service';
-import { isNamed, openSse, timelineEvents, type SseReader, seqAtLeast } from '../helpers/sse-reader';
+import { createParser } from 'eventsource-parser';
+import { isNamed, openSse, sendStreamRequest, timelineEvents, type SseFrame, type SseReader, seqAtLeast } from '../helpers/sse-reader';
 import { waitUntil, within } from '../helpers/wait';
 import { range } from '../helpers/timeline-fixtures';
 
@@ -23,6 +23,27 @@ async function expectNoStreamLeft(svc: RunningService): Promise<void> {
     label: `streams to be released (subscribed sessions ${bus.subscribedSessionCount}, streams ${svc.service.streams.size})`,
   });
   expect(await metric(svc.url, 'timeline_streams_open')).toBe(0);
+}
+
+/**
+ * The SSE frames in what a raw socket received of a stream response (head, then chunked
+ * body), up to where the server cut it: a frame cut short is not one.
+ */
+function framesOfRawResponse(raw: Buffer): SseFrame[] {
+  const body: Buffer[] = [];
+  let at = raw.indexOf('\r\n\r\n') + 4;
+  while (at < raw.length) {
+    const lineEnd = raw.indexOf('\r\n', at);
+    if (lineEnd < 0) break;
+    const size = parseInt(raw.subarray(at, lineEnd).toString('latin1'), 16);
+    if (!(size > 0)) break;
+    body.push(raw.subarray(lineEnd + 2, Math.min(raw.length, lineEnd + 2 + size)));
+    at = lineEnd + 2 + size + 2;
+  }
+  const frames: SseFrame[] = [];
+  const parser = createParser({ onEvent: ({ event, id, data }) => frames.push({ event, id, data }) });
+  parser.feed(Buffer.concat(body).toString('utf8'));
+  return frames;
 }
 
 function expectEveryEventOnce(reader: SseReader, total: number): void {
@@ -92,19 +113,6 @@ describe('client disconnects', () => {
         if (this.gate) await this.gate;
         return super.read(sessionId, afterId);
       }
-    }
-
-    /** Sends a stream request on a raw socket; resolves once it is written. */
-    function sendStreamRequest(port: number, sessionId: string): Promise<net.Socket> {
-      return new Promise((resolve, reject) => {
-        const socket = net.connect(port, '127.0.0.1', () => {
-          socket.write(
-            `GET /timeline/stream/${sessionId} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`,
-            () => resolve(socket),
-          );
-        });
-        socket.once('error', reject);
-      });
     }
 
     it('leaks nothing when the client leaves right after sending the request', async () => {
@@ -280,6 +288,64 @@ describe('slow readers (MAX_BUFFERED_BYTES)', () => {
           .slice(received.length)
           .map((e) => e.event_id),
       );
+      expect(await metric(svc.url, 'timeline_slow_readers_disconnected_total')).toBe(1);
+      await expectNoStreamLeft(svc);
+    } finally {
+      await svc.close();
+    }
+  });
+
+  it('cuts a reader that stalls while catching up on a big log as the run goes on, and lets it resume exactly once', async () => {
+    const maxBufferedBytes = 64 * 1024;
+    const svc = await startService({ keepAliveMs: null, maxBufferedBytes });
+    try {
+      const sessionId = newSessionId();
+      const url = `${svc.url}/timeline/stream/${sessionId}`;
+      const witness = await openSse(url);
+      await witness.waitFor(isNamed('ready'));
+      // ~36 MB in all; ~21 MB retained when the stalled reader joins, far more than its socket
+      // buffers take, so its replay is still waiting for `drain` while the run publishes.
+      const events = 600;
+      const run = execute(svc.url, synthetic(sessionId, { events, payload_bytes: 60000, interval_ms: 5 }));
+      let runEnded = false;
+      void run.then(() => (runEnded = true));
+      await witness.waitFor(seqAtLeast(350), 20000, 'a big log');
+
+      const port = Number(new URL(svc.url).port);
+      const stalled = await sendStreamRequest(port, sessionId);
+      stalled.pause();
+      const received: Buffer[] = [];
+      const closed = new Promise<void>((resolve) => stalled.once('close', () => resolve()));
+      stalled.on('error', () => undefined); // a reset after the cut ends the reading, nothing more
+      await waitUntil(async () => (await metric(svc.url, 'timeline_slow_readers_disconnected_total')) >= 1, {
+        timeoutMs: 20000,
+        label: 'the reader stalled in its replay to be cut',
+      });
+      // Its slot and what the feed held are released while the run is still going.
+      await waitUntil(() => svc.service.streams.size === 1, { label: 'the cut stream to be released' });
+      expect(runEnded).toBe(false);
+
+      stalled.on('data', (chunk: Buffer) => received.push(chunk));
+      stalled.resume();
+      await within(closed, 10000, 'the cut socket to close');
+      const frames = framesOfRawResponse(Buffer.concat(received));
+      expect(frames[0]?.event).toBe('ready');
+      expect(frames.some(isNamed('done'))).toBe(false);
+      const got = frames.filter((frame) => frame.event === undefined).map((frame) => JSON.parse(frame.data) as Ev);
+      expect(got.length).toBeGreaterThan(0);
+      expect(got.map((e) => e.seq)).toEqual(range(1, got.length));
+
+      const response = await run;
+      expect(response.body).toMatchObject({ status: 'completed', event_count: events + 2 });
+      await witness.waitFor(isNamed('done'), 20000);
+      expectEveryEventOnce(witness, events + 2);
+
+      const resumed = await openSse(url, { headers: { 'Last-Event-ID': got.at(-1)!.event_id } });
+      expect(resumed.status).toBe(200);
+      await within(resumed.ended, 20000, 'the resumed stream to end after done');
+      expect(resumed.frames.filter((f) => f.event !== undefined).map((f) => f.event)).toEqual(['ready', 'done']);
+      const rest = timelineEvents<Ev>(resumed);
+      expect([...got, ...rest].map((e) => e.event_id)).toEqual(timelineEvents<Ev>(witness).map((e) => e.event_id));
       expect(await metric(svc.url, 'timeline_slow_readers_disconnected_total')).toBe(1);
       await expectNoStreamLeft(svc);
     } finally {

@@ -33,7 +33,7 @@ describe('MemoryBus (memory only)', () => {
       const sessionId = await finishedSession(bus);
       expect(bus.sessionCount).toBe(1);
       await waitUntil(() => bus.sessionCount === 0, { timeoutMs: 5000, label: 'the finished session to expire' });
-      expect(await bus.read(sessionId, null)).toEqual({ status: 'waiting', entries: [], gap: null });
+      expect(await bus.read(sessionId, null)).toEqual({ status: 'waiting', entries: [], gap: null, more: false });
       expect(await bus.requestCancel(sessionId)).toBe('not_found');
     });
 

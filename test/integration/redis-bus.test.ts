@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
+import net from 'node:net';
 import type Redis from 'ioredis';
 import type { LogEntry, TimelineBus } from '../../server/timeline/bus';
+import type { GapPayload } from '../../client-sdk/src/types';
 import { RedisBus, type RedisBusOptions } from '../../server/timeline/redis-bus';
 import { compareEventIds } from '../../server/timeline/event-id';
 import { SessionFeed } from '../../server/timeline/session-feed';
@@ -48,6 +50,43 @@ async function runningSession(bus: TimelineBus): Promise<string> {
   const sessionId = randomUUID();
   expect(await bus.claimRun(sessionId, 'owner', 10000)).toBe(true);
   return sessionId;
+}
+
+/**
+ * A TCP proxy in front of a Redis that can drop its replies: commands still reach Redis and
+ * run, but the client never hears back, as when Redis dies before its answer gets out.
+ */
+async function replyDroppingProxy(targetPort: number) {
+  const control = { dropReplies: false };
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(targetPort, '127.0.0.1');
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      // A dropped connection is what this proxy is for.
+      socket.on('error', () => undefined);
+      socket.on('close', () => {
+        sockets.delete(socket);
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.pipe(upstream);
+    upstream.on('data', (chunk: Buffer) => {
+      if (!control.dropReplies) client.write(chunk);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    control,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
 }
 
 class Entries {
@@ -240,6 +279,47 @@ describe('RedisBus (Redis only)', () => {
       expect(doneId).not.toBeNull();
       expect(await other.claimRun(sessionId, 'late', 10000)).toBe(false);
       expect((await other.read(sessionId, after)).entries.map((entry) => entry.id)).toEqual([doneId]);
+    });
+
+    it('delivers an event once when its owner sends it again to a Redis that restarted after fanning it out', async () => {
+      const proxy = await replyDroppingProxy(own.port);
+      try {
+        const owner = await newBus({ url: proxy.url, keyPrefix: 'resent:' });
+        const reader = await newBus({ url: own.url, keyPrefix: 'resent:' });
+        const sessionId = await runningSession(owner);
+        const feed = await SessionFeed.open(reader, sessionId, null);
+        const received = new Entries();
+        const gaps: GapPayload[] = [];
+        const failures: unknown[] = [];
+        feed.start({ entry: (entry) => received.list.push(entry), gap: (gap) => gaps.push(gap), failed: (error) => failures.push(error) });
+        const before = [];
+        for (let seq = 1; seq <= 3; seq++) before.push(await owner.publish(sessionId, draft(sessionId, seq)));
+
+        // Redis appends seq 4 and fans it out, then dies before the owner hears back.
+        proxy.control.dropReplies = true;
+        const resent = owner.publish(sessionId, draft(sessionId, 4));
+        await waitUntil(() => received.list.length === 4, { label: 'seq 4 to reach the reader live' });
+        const firstId = received.list[3].id;
+        await own.kill();
+        proxy.control.dropReplies = false;
+        await own.start();
+
+        // The owner's resend lands in the empty Redis under a later id: the same event twice.
+        const secondId = await resent;
+        expect(compareEventIds(secondId, firstId)).toBeGreaterThan(0);
+        expect((await reader.read(sessionId, firstId)).entries.map((entry) => entry.seq)).toEqual([4]);
+
+        const after = await owner.publish(sessionId, draft(sessionId, 5));
+        const doneId = (await owner.signalDone(sessionId, { status: 'completed' })) as string;
+        await waitUntil(() => received.list.some((entry) => entry.kind === 'done'), { label: 'done after the restart' });
+        feed.close();
+        expect(received.ids).toEqual([...before, firstId, after, doneId]);
+        expect(received.list.map((entry) => entry.kind === 'event' && (JSON.parse(entry.data) as { seq: number }).seq)).toEqual([1, 2, 3, 4, 5, false]);
+        expect(gaps).toEqual([]);
+        expect(failures).toEqual([]);
+      } finally {
+        await proxy.close();
+      }
     });
   });
 });

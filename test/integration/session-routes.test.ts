@@ -1,8 +1,10 @@
+import type { LogSlice } from '../../server/timeline/bus';
 import { MemoryBus } from '../../server/timeline/memory-bus';
 import { compareEventIds } from '../../server/timeline/event-id';
 import { cancelSession, expectJsonError, getHistory, metricSample, request } from '../helpers/api';
 import { execute, newSessionId, startService, type RunningService, synthetic } from '../helpers/service';
 import { isNamed, openSse, timelineEvents } from '../helpers/sse-reader';
+import { draft, range } from '../helpers/timeline-fixtures';
 
 
 /** A real in-memory bus whose readiness probe fails, as an unreachable Redis would. */
@@ -67,6 +69,47 @@ describe('session routes', () => {
       const reader = await openSse(`${svc.url}/timeline/stream/${sessionId}`);
       await reader.waitFor(isNamed('done'));
       expect((await getHistory(svc.url, sessionId)).json.status).toBe('completed');
+    });
+
+    it('returns a log longer than a read page in full, and what is retained when the cap trims faster than it pages', async () => {
+      /** A memory bus that runs `burst` (once) right after a read, as a run publishing between two pages. */
+      class BurstAfterRead extends MemoryBus {
+        burst: (() => Promise<void>) | null = null;
+        override async read(sessionId: string, afterId: string | null, limit?: number): Promise<LogSlice> {
+          const slice = await super.read(sessionId, afterId, limit);
+          const burst = this.burst;
+          this.burst = null;
+          if (burst) await burst();
+          return slice;
+        }
+      }
+      const bus = new BurstAfterRead({ maxEventsPerSession: 1200 });
+      const own = await startService({ keepAliveMs: null }, { bus });
+      const publish = async (sessionId: string, from: number, to: number) => {
+        for (let seq = from; seq <= to; seq++) await bus.publish(sessionId, draft(sessionId, seq));
+      };
+      try {
+        const long = newSessionId();
+        expect(await bus.claimRun(long, 'owner', 10000)).toBe(true);
+        await publish(long, 1, 1100);
+        await bus.signalDone(long, { status: 'completed' });
+        const full = (await getHistory(own.url, long)).json;
+        expect(full.status).toBe('completed');
+        expect(full.events.map((e) => e.seq)).toEqual(range(1, 1100));
+        expect(full.done).toMatchObject({ status: 'completed' });
+
+        // After the first page, the run publishes 600 more: the cap trims what that page held.
+        const busy = newSessionId();
+        expect(await bus.claimRun(busy, 'owner', 10000)).toBe(true);
+        await publish(busy, 1, 1200);
+        bus.burst = () => publish(busy, 1201, 1800);
+        const retained = (await getHistory(own.url, busy)).json;
+        expect(retained.status).toBe('running');
+        expect(retained.events.map((e) => e.seq)).toEqual(range(601, 1800));
+        expect(retained.done).toBeNull();
+      } finally {
+        await own.close();
+      }
     });
 
     it('answers 404 session_not_found for a session never seen', async () => {
