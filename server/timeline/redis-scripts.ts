@@ -45,14 +45,21 @@ const APPEND_EVENT = `
 local function append_event(meta, log, channel, draft_json, seq, max_events, ttl_s)
   local id = redis.call('XADD', log, '*', 'e', draft_json, 's', seq)
   redis.call('HSET', meta, 'seq', seq, 'last', id)
-  local excess = redis.call('XLEN', log) - tonumber(max_events)
-  if excess > 0 then
-    local old = redis.call('XRANGE', log, '-', '+', 'COUNT', excess)
-    redis.call('HSET', meta, 'trimmed', old[#old][1])
-    redis.call('XTRIM', log, 'MAXLEN', max_events)
+  -- The log holds at most one entry per seq, so it can only pass the cap once seq does.
+  if tonumber(seq) > tonumber(max_events) then
+    local excess = redis.call('XLEN', log) - tonumber(max_events)
+    if excess > 0 then
+      local old = redis.call('XRANGE', log, '-', '+', 'COUNT', excess)
+      redis.call('HSET', meta, 'trimmed', old[#old][1])
+      redis.call('XTRIM', log, 'MAXLEN', max_events)
+    end
   end
-  redis.call('EXPIRE', meta, ttl_s)
-  redis.call('EXPIRE', log, ttl_s)
+  -- The first append creates the log; after that the owner's lease renewals (every third of
+  -- RUN_LEASE_MS) and the final done refresh both TTLs, so a publish need not.
+  if tonumber(seq) == 1 then
+    redis.call('EXPIRE', meta, ttl_s)
+    redis.call('EXPIRE', log, ttl_s)
+  end
   redis.call('PUBLISH', channel, 'e' .. id .. ' ' .. seq .. ' ' .. draft_json)
   return id
 end
