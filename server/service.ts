@@ -54,7 +54,12 @@ export function createService(config: Config, parts: ServiceParts = {}): Service
   const model = parts.model ?? createModel(config, log);
   const registry = parts.registry ?? createDefaultRegistry({ maxEventsPerSession: config.maxEventsPerSession });
   const runs = new RunManager({ bus, model, log, metrics, runLeaseMs: config.runLeaseMs });
-  const streams = new StreamRegistry(config.maxStreams, config.retryMs);
+  const streams = new StreamRegistry({
+    maxStreams: config.maxStreams,
+    retryMs: config.retryMs,
+    keepAliveMs: config.keepAliveMs,
+    idleTimeoutMs: config.streamIdleTimeoutMs,
+  });
   let draining = false;
   const app = createApp({ config, bus, runs, registry, streams, metrics, log, isDraining: () => draining });
   let server: Server | null = null;

@@ -1,6 +1,9 @@
-import { Session } from 'better-sse';
-import type { Request, Response } from 'express';
-import { messageFrame, namedFrame, PING_FRAME, retryField } from './sse-frames';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { ExpiredPayload } from '../../client-sdk/src/types';
+import type { LogEntry } from '../timeline/bus';
+import { eventFrame, namedFrame, PING_FRAME, retryField } from './sse-frames';
+import type { TimedStream } from './stream-timers';
 
 export interface SseStreamOptions {
   /**
@@ -10,6 +13,8 @@ export interface SseStreamOptions {
   maxBufferedBytes: number;
   /** Called once when the reader is cut for being too slow. */
   onSlowReader: () => void;
+  /** The instance's stream timers, whose `tick` each write records for the keep-alive. */
+  clock: { readonly tick: number };
 }
 
 /** The stream's response headers (DESIGN.md), also answered to a `HEAD` probe. */
@@ -20,14 +25,20 @@ export const SSE_HEADERS = {
   Connection: 'keep-alive',
 };
 
+const uncork = (socket: Socket) => socket.uncork();
+
+const EXPIRED_DATA = JSON.stringify({ code: 'idle_timeout' } satisfies ExpiredPayload);
+
 /**
- * One SSE response. better-sse owns the connection (head flushed at once, disconnect
- * detection); the frames are ours because timeline events need exact ids and no event name,
- * and the first frame carries `retry:` together with `event: ready`.
+ * One SSE response, written straight to Node's response: the head at once, then our own
+ * frames (timeline events need exact ids and no event name, and the first frame carries
+ * `retry:` together with `event: ready`). Nothing per stream beyond this object and the
+ * response's own `close` listener: at 10,000 open streams per instance every object counts.
  */
-export class SseStream {
-  private readonly closeListeners: Array<() => void> = [];
-  private wroteSinceTick = false;
+export class SseStream implements TimedStream {
+  lastWriteTick: number;
+  keepAliveDueTick = -1;
+  private closeListener: (() => void) | null = null;
   private ended = false;
   private closed = false;
   /**
@@ -35,43 +46,46 @@ export class SseStream {
    * bytes alone; what piles up elsewhere meanwhile is checked by `cutIfBehind`.
    */
   private paced = true;
-  /** Unsent bytes above which a replay waits for `drain`. */
-  private readonly lowWaterBytes: number;
 
   private constructor(
-    private readonly res: Response,
-    session: Session,
+    private readonly res: ServerResponse,
     private readonly options: SseStreamOptions,
   ) {
-    this.lowWaterBytes = Math.min(64 * 1024, options.maxBufferedBytes / 2);
-    session.once('disconnected', () => {
-      this.closed = true;
-      for (const listener of this.closeListeners.splice(0)) listener();
-    });
+    this.lastWriteTick = options.clock.tick;
   }
 
-  /** Sends the head at once; resolves when the stream can be written. */
-  static open(req: Request, res: Response, options: SseStreamOptions): Promise<SseStream> {
-    const session = new Session(req, res, {
-      retry: null,
-      keepAlive: null,
-      trustClientEventId: false,
-      // better-sse's defaults add Pragma; the contract's headers are ours.
-      headers: { ...SSE_HEADERS, Pragma: undefined },
-    });
-    // Built before `connected` so a client that leaves during the handshake is still seen.
-    const stream = new SseStream(res, session, options);
-    return new Promise((resolve) => session.once('connected', () => resolve(stream)));
+  /**
+   * Sends the head at once. A client that is already gone (it left while the stream was being
+   * set up) gives a stream that is closed from the start; one that leaves later closes it.
+   */
+  static open(req: IncomingMessage, res: ServerResponse, options: SseStreamOptions): SseStream {
+    const stream = new SseStream(res, options);
+    if (req.socket.destroyed || res.destroyed) {
+      stream.closed = true;
+      return stream;
+    }
+    res.once('close', () => stream.onResponseClosed());
+    const socket = req.socket;
+    // Each frame goes out as it is written, not held back to fill a packet.
+    socket.setNoDelay(true);
+    // The head leaves at the end of this tick whatever happens, together with the frames
+    // written meanwhile (`ready`): one write to the socket instead of two, a syscall saved
+    // per open stream.
+    socket.cork();
+    res.writeHead(200, SSE_HEADERS);
+    res.flushHeaders();
+    process.nextTick(uncork, socket);
+    return stream;
   }
 
   get isOpen(): boolean {
     return !this.ended && !this.closed;
   }
 
-  /** Runs `listener` once when the client goes away or the stream is ended. */
+  /** Runs `listener` once when the client goes away or the stream is ended (one listener). */
   onClose(listener: () => void): void {
     if (this.closed) listener();
-    else this.closeListeners.push(listener);
+    else this.closeListener = listener;
   }
 
   /** The first frame: the reconnection delay and `event: ready`. */
@@ -79,9 +93,9 @@ export class SseStream {
     this.write(retryField(retryMs) + namedFrame('ready', data));
   }
 
-  /** A default (unnamed) message: a timeline event. `data` is already JSON. */
-  message(id: string, data: string): void {
-    this.write(messageFrame(id, data));
+  /** A timeline event, as a default (unnamed) message. */
+  message(entry: LogEntry): void {
+    this.write(eventFrame(entry));
   }
 
   /** A named event; `id` only where the client should resume after it (`done`). */
@@ -89,14 +103,15 @@ export class SseStream {
     this.write(namedFrame(name, data, id));
   }
 
-  /** Sends `: ping` unless something was written since the last tick. */
-  keepAliveTick(): void {
-    if (this.wroteSinceTick) {
-      this.wroteSinceTick = false;
-      return;
-    }
+  /** A keep-alive comment (the stream timers send it only while the stream is idle). */
+  ping(): void {
     this.write(PING_FRAME);
-    this.wroteSinceTick = false;
+  }
+
+  /** Ends a stream whose session had no run within the idle timeout. */
+  expire(): void {
+    this.named('expired', EXPIRED_DATA);
+    this.end();
   }
 
   /**
@@ -104,7 +119,8 @@ export class SseStream {
    * unsent data passed the low-water mark, else `null`.
    */
   backlog(): Promise<void> | null {
-    if (!this.isOpen || this.res.writableLength < this.lowWaterBytes) {
+    const lowWaterBytes = Math.min(64 * 1024, this.options.maxBufferedBytes / 2);
+    if (!this.isOpen || this.res.writableLength < lowWaterBytes) {
       return null;
     }
     return new Promise((resolve) => {
@@ -154,10 +170,17 @@ export class SseStream {
     this.res.socket?.end();
   }
 
-  private write(frame: string): void {
+  private onResponseClosed(): void {
+    this.closed = true;
+    const listener = this.closeListener;
+    this.closeListener = null;
+    listener?.();
+  }
+
+  private write(frame: string | Buffer): void {
     if (!this.isOpen) return;
     this.res.write(frame);
-    this.wroteSinceTick = true;
+    this.lastWriteTick = this.options.clock.tick;
     // Respect back-pressure: a reader that cannot keep up is cut, not buffered without bound.
     if (!this.paced) this.cutIfBehind();
   }

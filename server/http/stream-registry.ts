@@ -1,5 +1,21 @@
-/** Ends one open stream at shutdown, asking its client to reconnect after `retryMs`. */
-export type StreamCloser = (retryMs: number) => void;
+import { StreamTimers, type TimedStream } from './stream-timers';
+
+/** An open stream, as the registry sees it. */
+export interface RegisteredStream extends TimedStream {
+  /** Ends the stream at shutdown, asking its client to reconnect after `retryMs`. */
+  redirect(retryMs: number): void;
+}
+
+export interface StreamRegistryOptions {
+  /** `MAX_STREAMS`: open streams (and streams being set up) this instance takes. */
+  maxStreams: number;
+  /** `RETRY_MS`, the ceiling of the shutdown hint. Defaults to `2000`. */
+  retryMs?: number;
+  /** `KEEPALIVE_MS`; `null`: no pings. Defaults to `null`. */
+  keepAliveMs?: number | null;
+  /** `STREAM_IDLE_TIMEOUT_MS`; `null`: a waiting stream never expires. Defaults to `null`. */
+  idleTimeoutMs?: number | null;
+}
 
 /**
  * Bounds of the reconnection delay handed to readers when an instance shuts down: soon enough
@@ -19,20 +35,27 @@ export function handoverRetryMs(retryMs: number, random: () => number = Math.ran
   return Math.min(retryMs, spread);
 }
 
-/** The streams open on this instance: for `MAX_STREAMS`, metrics, and handing them over at shutdown. */
+/**
+ * The streams open on this instance: for `MAX_STREAMS`, metrics, their keep-alive and idle
+ * expiry (one ticker for all of them), and handing them over at shutdown.
+ */
 export class StreamRegistry {
-  private readonly closers = new Set<StreamCloser>();
+  /** Keep-alive and idle expiry; streams record its `tick` on each write. */
+  readonly timers: StreamTimers<RegisteredStream>;
+  private readonly streams = new Set<RegisteredStream>();
+  private readonly maxStreams: number;
+  private readonly retryMs: number;
   private reserved = 0;
   private draining = false;
 
-  /** `retryMs` is the configured `RETRY_MS`, the ceiling of the shutdown hint. */
-  constructor(
-    private readonly maxStreams: number,
-    private readonly retryMs = 2000,
-  ) {}
+  constructor(options: StreamRegistryOptions) {
+    this.maxStreams = options.maxStreams;
+    this.retryMs = options.retryMs ?? 2000;
+    this.timers = new StreamTimers({ keepAliveMs: options.keepAliveMs ?? null, idleTimeoutMs: options.idleTimeoutMs ?? null });
+  }
 
   get size(): number {
-    return this.closers.size + this.reserved;
+    return this.streams.size + this.reserved;
   }
 
   /** Takes a slot before any await, so concurrent requests cannot overshoot the limit. */
@@ -47,19 +70,31 @@ export class StreamRegistry {
   }
 
   /**
-   * Turns a reservation into an open stream; returns its removal function. During a shutdown
-   * the stream is ended at once: it was still being set up when the others were ended.
+   * Turns a reservation into an open stream, pinged while idle and, when its session is still
+   * `waiting` for a run, expired unless `runStarted` comes within the idle timeout. During a
+   * shutdown the stream is ended at once: it was still being set up when the others were ended.
    */
-  add(close: StreamCloser): () => void {
+  add(stream: RegisteredStream, waiting: boolean): void {
     this.reserved -= 1;
-    this.closers.add(close);
-    if (this.draining) close(handoverRetryMs(this.retryMs));
-    return () => this.closers.delete(close);
+    this.streams.add(stream);
+    if (this.draining) stream.redirect(handoverRetryMs(this.retryMs));
+    else this.timers.add(stream, waiting);
+  }
+
+  /** The stream's session has a run: it no longer expires. */
+  runStarted(stream: RegisteredStream): void {
+    this.timers.runStarted(stream);
+  }
+
+  remove(stream: RegisteredStream): void {
+    this.streams.delete(stream);
+    this.timers.remove(stream);
   }
 
   /** Shutdown: ends every open stream, and each one opened from now on, with a short `retry:`. */
   drain(): void {
     this.draining = true;
-    for (const close of [...this.closers]) close(handoverRetryMs(this.retryMs));
+    this.timers.close();
+    for (const stream of [...this.streams]) stream.redirect(handoverRetryMs(this.retryMs));
   }
 }

@@ -1,6 +1,6 @@
 import type { RequestHandler } from 'express';
 import type { Logger } from 'pino';
-import type { ExpiredPayload, ReadyPayload } from '../../client-sdk/src/types';
+import type { ReadyPayload } from '../../client-sdk/src/types';
 import type { Config } from '../config';
 import type { Metrics } from '../metrics';
 import type { TimelineBus } from '../timeline/bus';
@@ -12,7 +12,7 @@ import type { StreamRegistry } from './stream-registry';
 
 export interface StreamRouteDeps {
   bus: TimelineBus;
-  config: Pick<Config, 'retryMs' | 'keepAliveMs' | 'streamIdleTimeoutMs' | 'maxBufferedBytes'>;
+  config: Pick<Config, 'retryMs' | 'maxBufferedBytes'>;
   streams: StreamRegistry;
   metrics: Metrics;
   log: Logger;
@@ -53,50 +53,39 @@ export function streamRoute({ bus, config, streams, metrics, log }: StreamRouteD
       return;
     }
 
-    const streamLog = log.child({ session_id: sessionId });
-    const stream = await SseStream.open(req, res, {
+    const stream = SseStream.open(req, res, {
       maxBufferedBytes: config.maxBufferedBytes,
+      clock: streams.timers,
       onSlowReader: () => {
         metrics.slowReadersCut.inc();
-        streamLog.info('slow reader disconnected; it can resume from its last id');
+        log.info({ session_id: sessionId }, 'slow reader disconnected; it can resume from its last id');
       },
     });
-    const unregister = streams.add((retryMs) => stream.redirect(retryMs));
+    // Pinged while idle by the instance's one ticker; a session without a run yet expires there.
+    let waiting = feed.status === 'waiting';
+    streams.add(stream, waiting);
     metrics.streamsOpen.inc();
-
-    let idleTimer: NodeJS.Timeout | undefined;
-    let keepAlive: NodeJS.Timeout | undefined;
     stream.onClose(() => {
       feed.close();
-      clearTimeout(idleTimer);
-      clearInterval(keepAlive);
-      unregister();
+      streams.remove(stream);
       metrics.streamsOpen.dec();
-      streamLog.debug('stream closed');
+      log.debug({ session_id: sessionId }, 'stream closed');
     });
 
     const ready: ReadyPayload = { session_id: sessionId, status: feed.status };
     stream.ready(config.retryMs, JSON.stringify(ready));
 
-    if (feed.status === 'waiting' && config.streamIdleTimeoutMs !== null) {
-      idleTimer = setTimeout(() => {
-        const expired: ExpiredPayload = { code: 'idle_timeout' };
-        stream.named('expired', JSON.stringify(expired));
-        stream.end();
-      }, config.streamIdleTimeoutMs);
-    }
-    if (config.keepAliveMs !== null) {
-      keepAlive = setInterval(() => stream.keepAliveTick(), config.keepAliveMs);
-    }
-
     feed.start({
       entry: (entry) => {
-        clearTimeout(idleTimer);
+        if (waiting) {
+          waiting = false;
+          streams.runStarted(stream);
+        }
         if (entry.kind === 'done') {
           stream.named('done', entry.data, entry.id);
           stream.end();
         } else {
-          stream.message(entry.id, entry.data);
+          stream.message(entry);
         }
       },
       gap: (gap) => stream.named('gap', JSON.stringify(gap)),
@@ -104,7 +93,7 @@ export function streamRoute({ bus, config, streams, metrics, log }: StreamRouteD
       held: (bytes) => stream.cutIfBehind(bytes),
       live: () => stream.goLive(),
       failed: (error) => {
-        streamLog.warn({ err: error }, 'bus failed under a stream; ending it so the client resumes');
+        log.warn({ err: error, session_id: sessionId }, 'bus failed under a stream; ending it so the client resumes');
         stream.end();
       },
     });

@@ -65,10 +65,20 @@ export class RunManager {
     return this.active.size;
   }
 
-  /** Claims the session (atomic, across instances) and starts the run in the background. */
+  /**
+   * Claims the session (atomic, across instances) and starts the run in the background. The
+   * claim carries `WORKFLOW_START`, so the run's first event needs no round trip of its own.
+   */
   async start<P>(sessionId: string, workflow: Workflow<P>, input: WorkflowInput<P>): Promise<RunHandle> {
-    const claimed = await this.options.bus.claimRun(sessionId, this.ownerId, this.leaseMs);
+    const first = toEvent(sessionId, 1, {
+      type: 'WORKFLOW_START',
+      status: 'IN_PROGRESS',
+      message: `Workflow ${workflow.name} started`,
+      details: { workflow: workflow.name, project_id: input.project_id, query: input.query },
+    });
+    const claimed = await this.options.bus.claimRun(sessionId, this.ownerId, this.leaseMs, first);
     if (!claimed) throw new SessionConflictError(sessionId);
+    this.options.metrics.eventsPublished.inc();
     const controller = new AbortController();
     const finished = this.execute(sessionId, workflow, input, controller);
     this.active.set(sessionId, { controller, finished });
@@ -118,33 +128,35 @@ export class RunManager {
     const log = baseLog.child({ session_id: sessionId, workflow: workflow.name });
     const startedAt = Date.now();
     const signal = controller.signal;
-    let seq = 0;
-    let eventCount = 0;
+    // WORKFLOW_START went out with the claim (see start).
+    let seq = 1;
+    let eventCount = 1;
     let tail: Promise<unknown> = Promise.resolve();
+    let inFlight = 0;
 
     // One writer per session: seq is assigned here, and publishes are chained so the log
-    // keeps emit order even when a workflow does not await each emit.
+    // keeps emit order even when a workflow does not await each emit. A workflow that awaits
+    // each emit (the usual case) publishes at once, without going through the chain.
     const emit = (step: StepDraft): Promise<void> => {
       seq += 1;
-      const event: EventDraft = {
-        session_id: sessionId,
-        seq,
-        type: step.type,
-        status: step.status,
-        message: step.message,
-        ...(step.agent_name !== undefined && { agent_name: step.agent_name }),
-        ...(step.details !== undefined && { details: step.details }),
-        timestamp: new Date().toISOString(),
-      };
-      const published = tail.then(() => bus.publish(sessionId, event));
-      tail = published.catch((error: unknown) => {
-        // Another instance ended the session (our lease had expired): stop, as a lost renewal would.
-        if (error instanceof RunLostError) loseLease();
-      });
-      return published.then(() => {
-        eventCount += 1;
-        metrics.eventsPublished.inc();
-      });
+      const event = toEvent(sessionId, seq, step);
+      inFlight += 1;
+      const published = inFlight === 1 ? bus.publish(sessionId, event) : tail.then(() => bus.publish(sessionId, event));
+      const settled = published.then(
+        () => {
+          inFlight -= 1;
+          eventCount += 1;
+          metrics.eventsPublished.inc();
+        },
+        (error: unknown) => {
+          inFlight -= 1;
+          // Another instance ended the session (our lease had expired): stop, as a lost renewal would.
+          if (error instanceof RunLostError) loseLease();
+          throw error;
+        },
+      );
+      tail = settled.catch(() => undefined);
+      return settled;
     };
 
     const loseLease = () => {
@@ -167,12 +179,6 @@ export class RunManager {
     let result: unknown;
     let doneId: string | null;
     try {
-      await emit({
-        type: 'WORKFLOW_START',
-        status: 'IN_PROGRESS',
-        message: `Workflow ${workflow.name} started`,
-        details: { workflow: workflow.name, project_id: input.project_id, query: input.query },
-      });
       result = await workflow.run(input, { sessionId, signal, model, emit, log });
       signal.throwIfAborted();
       await emit({
@@ -234,4 +240,32 @@ export class RunManager {
       return null;
     }
   }
+}
+
+/** The event a step becomes: seq and timestamp from the run, the step's fields, in wire order. */
+function toEvent(sessionId: string, seq: number, step: StepDraft): EventDraft {
+  // JSON leaves out an absent agent_name or details, so one object shape serves every step.
+  return {
+    session_id: sessionId,
+    seq,
+    type: step.type,
+    status: step.status,
+    message: step.message,
+    agent_name: step.agent_name,
+    details: step.details,
+    timestamp: isoNow(),
+  };
+}
+
+let isoMs = 0;
+let isoText = new Date(0).toISOString();
+
+/** `new Date().toISOString()`, formatted once per millisecond however many events share it. */
+function isoNow(): string {
+  const now = Date.now();
+  if (now !== isoMs) {
+    isoMs = now;
+    isoText = new Date(now).toISOString();
+  }
+  return isoText;
 }

@@ -75,9 +75,11 @@ export interface TimelineBus {
   subscribe(sessionId: string, listener: LiveListener): Promise<Subscription>;
   /**
    * Atomically claims a never-started session for `owner`, with a lease of `leaseMs`.
-   * Resolves `false` if it is running or finished (the caller answers `409`).
+   * Resolves `false` if it is running or finished (the caller answers `409`). With
+   * `firstEvent` (seq 1), a successful claim also publishes it, in the same step: a run's
+   * first event then costs no round trip of its own.
    */
-  claimRun(sessionId: string, owner: string, leaseMs: number): Promise<boolean>;
+  claimRun(sessionId: string, owner: string, leaseMs: number, firstEvent?: EventDraft): Promise<boolean>;
   /** Extends the owner's lease; resolves `false` if the owner no longer holds it. */
   renewLease(sessionId: string, owner: string, leaseMs: number): Promise<boolean>;
   /** Asks whichever instance runs the session to cancel it. */

@@ -112,7 +112,7 @@ export class MemoryBus implements TimelineBus {
     };
   }
 
-  async claimRun(sessionId: string, owner: string, leaseMs: number): Promise<boolean> {
+  async claimRun(sessionId: string, owner: string, leaseMs: number, firstEvent?: EventDraft): Promise<boolean> {
     if (this.sessions.has(sessionId)) return false;
     const now = this.now();
     this.sessions.set(sessionId, {
@@ -125,6 +125,7 @@ export class MemoryBus implements TimelineBus {
       lastWriteAt: now,
       ids: new EventIdGenerator(),
     });
+    if (firstEvent !== undefined) await this.publish(sessionId, firstEvent);
     return true;
   }
 

@@ -37,9 +37,9 @@ export interface RedisBusOptions {
    */
   runLeaseMs?: number;
   /**
-   * Bytes of event and `done` JSON that may wait for Redis at once on this instance (writes
-   * queued while Redis is away); beyond it a write fails at once with `bus_unavailable`
-   * instead of memory growing for the whole outage. Defaults to `33554432` (32 MiB).
+   * Characters of event and `done` JSON (bytes, for ASCII) that may wait for Redis at once on
+   * this instance (writes queued while Redis is away); beyond it a write fails at once with
+   * `bus_unavailable` instead of memory growing for the whole outage. Defaults to `33554432`.
    */
   maxPendingWriteBytes?: number;
   log?: Logger;
@@ -47,8 +47,18 @@ export interface RedisBusOptions {
   redis?: Partial<RedisOptions>;
 }
 
+interface SessionKeys {
+  meta: string;
+  log: string;
+  lease: string;
+  live: string;
+  caller: string;
+}
+
 interface OwnedRun {
   owner: string;
+  /** Built once per run: every publish needs them. */
+  keys: SessionKeys;
   leaseMs: number;
   /** Id and seq of the newest event Redis acknowledged. */
   lastId: string | null;
@@ -114,6 +124,8 @@ export class RedisBus implements TimelineBus {
   private readonly sweeper: LeaseSweeper;
   private readonly maxPendingWriteBytes: number;
   private pendingWriteBytes = 0;
+  /** Set while the commands socket is corked until the end of the current tick. */
+  private corked = false;
   /**
    * `done`s of runs of this instance that could not be written (Redis stayed away longer than
    * the outage limit): written when Redis is back, unless a run-lost sweep got there first.
@@ -156,18 +168,19 @@ export class RedisBus implements TimelineBus {
   }
 
   async publish(sessionId: string, event: EventDraft): Promise<string> {
-    const keys = this.keys(sessionId);
+    const owned = this.owned.get(sessionId);
+    const keys = owned?.keys ?? this.keys(sessionId);
     const draftJson = JSON.stringify(event);
     const run = () =>
-      this.write(draftJson, () =>
-        this.commands.timelinePublish(keys.meta, keys.log, keys.live, draftJson, this.maxEvents, this.ttlS, event.seq),
-      );
+      this.write(draftJson.length, () => {
+        this.coalesceWrites();
+        return this.commands.timelinePublish(keys.meta, keys.log, keys.live, draftJson, this.maxEvents, this.ttlS, event.seq);
+      });
     let reply = await run();
     if (reply === -1 && (await this.restoreOwnedRun(sessionId))) reply = await run();
     if (reply === -2) throw new Error(`session ${sessionId}: seq ${event.seq} was already published`);
     if (reply === 0) throw new RunLostError(`session ${sessionId} was ended while its run was going (lease lost)`);
     if (typeof reply !== 'string') throw new Error(`session ${sessionId} has no running run to publish to`);
-    const owned = this.owned.get(sessionId);
     if (owned) {
       owned.lastId = reply;
       owned.lastSeq = event.seq;
@@ -176,10 +189,10 @@ export class RedisBus implements TimelineBus {
   }
 
   async signalDone(sessionId: string, done: DonePayload): Promise<string | null> {
-    const keys = this.keys(sessionId);
+    const keys = this.owned.get(sessionId)?.keys ?? this.keys(sessionId);
     const doneJson = JSON.stringify(done);
     const run = () =>
-      this.write(doneJson, () =>
+      this.write(doneJson.length, () =>
         this.commands.timelineSignalDone(keys.meta, keys.log, keys.lease, this.runningKey, keys.live, doneJson, done.status, this.ttlS, sessionId),
       );
     let reply: string | number;
@@ -225,18 +238,35 @@ export class RedisBus implements TimelineBus {
     return { unsubscribe: remove };
   }
 
-  async claimRun(sessionId: string, owner: string, leaseMs: number): Promise<boolean> {
+  async claimRun(sessionId: string, owner: string, leaseMs: number, firstEvent?: EventDraft): Promise<boolean> {
     this.refuseWhileLost(this.commands, 'commands');
     const keys = this.keys(sessionId);
-    const claimed = await this.call(() =>
-      this.commands.timelineClaim(keys.meta, keys.lease, keys.log, this.runningKey, owner, leaseMs, this.ttlS, '', sessionId, 0, keys.live),
+    const firstJson = firstEvent === undefined ? '' : JSON.stringify(firstEvent);
+    const reply = await this.call(() =>
+      this.commands.timelineClaim(
+        keys.meta,
+        keys.lease,
+        keys.log,
+        this.runningKey,
+        owner,
+        leaseMs,
+        this.ttlS,
+        '',
+        sessionId,
+        0,
+        keys.live,
+        firstJson,
+        this.maxEvents,
+      ),
     );
-    if (claimed === 1) this.owned.set(sessionId, { owner, leaseMs, lastId: null, lastSeq: 0 });
-    return claimed === 1;
+    if (reply === 0) return false;
+    const first = typeof reply === 'string' ? reply : null;
+    this.owned.set(sessionId, { owner, keys, leaseMs, lastId: first, lastSeq: first === null ? 0 : 1 });
+    return true;
   }
 
   async renewLease(sessionId: string, owner: string, leaseMs: number): Promise<boolean> {
-    const keys = this.keys(sessionId);
+    const keys = this.owned.get(sessionId)?.keys ?? this.keys(sessionId);
     const reply = await this.call(() =>
       this.commands.timelineRenew(keys.meta, keys.lease, keys.log, this.runningKey, owner, leaseMs, this.ttlS, sessionId),
     );
@@ -361,17 +391,35 @@ export class RedisBus implements TimelineBus {
    * Runs a write whose payload waits in memory until Redis answers; refuses it at once when
    * too much is already waiting (Redis away), so an outage costs bounded memory.
    */
-  private async write<T>(json: string, operation: () => Promise<T>): Promise<T> {
-    const bytes = Buffer.byteLength(json);
-    if (this.pendingWriteBytes + bytes > this.maxPendingWriteBytes) {
-      throw new BusUnavailableError(`more than ${this.maxPendingWriteBytes} bytes of writes are waiting for Redis`);
+  private async write<T>(size: number, operation: () => Promise<T>): Promise<T> {
+    if (this.pendingWriteBytes + size > this.maxPendingWriteBytes) {
+      throw new BusUnavailableError(`more than ${this.maxPendingWriteBytes} characters of writes are waiting for Redis`);
     }
-    this.pendingWriteBytes += bytes;
+    this.pendingWriteBytes += size;
     try {
-      return await this.call(operation);
+      return await operation();
+    } catch (error) {
+      throw asBusError(error);
     } finally {
-      this.pendingWriteBytes -= bytes;
+      this.pendingWriteBytes -= size;
     }
+  }
+
+  /**
+   * Publishes of many runs are issued in the same tick (their previous replies arrive in one
+   * read): corking the socket until the tick ends sends them in one write instead of one
+   * syscall each. (ioredis's `enableAutoPipelining` would batch them too, but it resends each
+   * script's full source with every batch.)
+   */
+  private coalesceWrites(): void {
+    if (this.corked || this.commands.status !== 'ready') return;
+    const socket = this.commands.stream;
+    socket.cork();
+    this.corked = true;
+    process.nextTick(() => {
+      this.corked = false;
+      socket.uncork();
+    });
   }
 
   /** The periodic sweep: first this instance's held-back `done`s, then other owners' lost runs. */
@@ -395,7 +443,7 @@ export class RedisBus implements TimelineBus {
     }
   }
 
-  private keys(sessionId: string) {
+  private keys(sessionId: string): SessionKeys {
     const base = `${this.prefix}{${sessionId}}`;
     return {
       meta: `${base}:meta`,
@@ -418,7 +466,7 @@ export class RedisBus implements TimelineBus {
   private async restoreOwnedRun(sessionId: string): Promise<boolean> {
     const run = this.owned.get(sessionId);
     if (run === undefined) return false;
-    const keys = this.keys(sessionId);
+    const keys = run.keys;
     await this.call(() =>
       this.commands.timelineClaim(
         keys.meta,
@@ -432,6 +480,8 @@ export class RedisBus implements TimelineBus {
         sessionId,
         run.lastSeq,
         keys.live,
+        '',
+        this.maxEvents,
       ),
     );
     this.log.warn({ session_id: sessionId }, 'Redis lost a running session; its log starts again from here');
@@ -454,8 +504,7 @@ export class RedisBus implements TimelineBus {
     try {
       return await operation();
     } catch (error) {
-      if (isConnectionError(error)) throw new BusUnavailableError('Redis is unreachable', { cause: error });
-      throw error;
+      throw asBusError(error);
     }
   }
 
@@ -477,6 +526,11 @@ export class RedisBus implements TimelineBus {
 function isConnectionError(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
   return error.name !== 'ReplyError';
+}
+
+/** A connection failure becomes `BusUnavailableError`; anything else is left as it is. */
+function asBusError(error: unknown): unknown {
+  return isConnectionError(error) ? new BusUnavailableError('Redis is unreachable', { cause: error }) : error;
 }
 
 async function quit(connection: Redis): Promise<void> {

@@ -80,15 +80,18 @@ end
 `;
 
 /**
- * Claims a session never started. With `lost_until` (the id of the owner's last acknowledged
- * event) and `lost_seq` (its seq), it re-creates a running session whose keys Redis lost, so
- * the run can go on and a run-lost sweep still numbers its event after the owner's; and it
- * tells the session's live readers to read again, so one that missed what was lost hears of
- * the gap even if it already re-read the empty log after its reconnect.
+ * Claims a session never started; with `first_json`, also appends and publishes its first
+ * event in the same step (answering its id), so a run's first event costs no extra round trip.
+ * With `lost_until` (the id of the owner's last acknowledged event) and `lost_seq` (its seq),
+ * it re-creates a running session whose keys Redis lost, so the run can go on and a run-lost
+ * sweep still numbers its event after the owner's; and it tells the session's live readers to
+ * read again, so one that missed what was lost hears of the gap even if it already re-read the
+ * empty log after its reconnect.
  */
-const CLAIM = `${NOW_MS}
+const CLAIM = `${NOW_MS}${APPEND_EVENT}
 -- KEYS: meta, lease, log, running
--- ARGV: owner, lease_ms, ttl_s, lost_until ('' on a normal claim), session_id, lost_seq, channel
+-- ARGV: owner, lease_ms, ttl_s, lost_until ('' on a normal claim), session_id, lost_seq, channel,
+--       first_json (the first event's draft, appended as seq 1; '' for none), max_events
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 if ARGV[4] ~= '' and redis.call('EXISTS', KEYS[3]) == 0 then
   -- New ids must follow the lost ones even if this Redis's clock is behind the old one's.
@@ -102,6 +105,7 @@ redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 redis.call('ZADD', KEYS[4], now_ms() + tonumber(ARGV[2]), ARGV[5])
 if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[7], '${RESTORED_MESSAGE}') end
+if ARGV[8] ~= '' then return append_event(KEYS[1], KEYS[3], ARGV[7], ARGV[8], '1', ARGV[9], ARGV[3]) end
 return 1
 `;
 
@@ -221,7 +225,7 @@ export type RawRead = [string | null, string | null, string | null, string | nul
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    timelineClaim(meta: string, lease: string, log: string, running: string, owner: string, leaseMs: number, ttlS: number, lostUntil: string, sessionId: string, lostSeq: number, channel: string): Result<number, Context>;
+    timelineClaim(meta: string, lease: string, log: string, running: string, owner: string, leaseMs: number, ttlS: number, lostUntil: string, sessionId: string, lostSeq: number, channel: string, firstJson: string, maxEvents: number): Result<string | number, Context>;
     timelinePublish(meta: string, log: string, channel: string, draftJson: string, maxEvents: number, ttlS: number, seq: number): Result<string | number, Context>;
     timelineSignalDone(meta: string, log: string, lease: string, running: string, channel: string, doneJson: string, status: string, ttlS: number, sessionId: string): Result<string | number, Context>;
     timelineRead(meta: string, log: string, rangeStart: string, limit: number): Result<RawRead, Context>;

@@ -116,10 +116,10 @@ describe('service.close()', () => {
       claims = 0;
       gate: Promise<void> | null = null;
 
-      override async claimRun(sessionId: string, owner: string, leaseMs: number): Promise<boolean> {
+      override async claimRun(...args: Parameters<MemoryBus['claimRun']>): Promise<boolean> {
         this.claims += 1;
         if (this.gate) await this.gate;
-        return super.claimRun(sessionId, owner, leaseMs);
+        return super.claimRun(...args);
       }
     }
     const bus = new GatedClaims();
