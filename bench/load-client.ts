@@ -6,23 +6,23 @@
  * servers it measures.
  */
 import http from 'node:http';
-import type { FromClient, RunMeasurement, RunSpec, StreamSpec, ToClient } from './protocol';
+import type { TimelineEvent } from '../client-sdk/src/types';
+import type { FromClient, RunMeasurement, RunSpec, ToClient } from './protocol';
 
 const monoMs = () => Number(process.hrtime.bigint()) / 1e6;
 
 interface StreamState {
   sessionId: string;
-  expect: number | null;
   req: http.ClientRequest;
   nextI: number;
   messages: number;
   duplicates: number;
   sawStart: boolean;
   sawComplete: boolean;
-  done: boolean;
   closed: boolean;
   postSentAt: number | null;
   firstEventAt: number | null;
+  /** When `done` arrived; `null` until it does. */
   doneAt: number | null;
   onReady: (() => void) | null;
   onFinish: (() => void) | null;
@@ -54,7 +54,7 @@ function onFrame(state: StreamState, frame: string, now: number): void {
   }
   if (event === undefined) {
     if (data === '') return; // a comment (`: ping`) or a bare `retry:`
-    const parsed = JSON.parse(data) as { type: string; details?: { i?: number; sent_mono_ms?: number } };
+    const parsed = JSON.parse(data) as TimelineEvent & { details?: { i?: number; sent_mono_ms?: number } };
     events += 1;
     state.firstEventAt ??= now;
     if (parsed.type === 'WORKFLOW_START') state.sawStart = true;
@@ -77,28 +77,25 @@ function onFrame(state: StreamState, frame: string, now: number): void {
     state.onReady?.();
     state.onReady = null;
   } else if (event === 'done') {
-    state.done = true;
     state.doneAt = now;
     finish(state);
   }
 }
 
-function openStream(spec: StreamSpec, timeoutMs: number): Promise<void> {
+function openStream(base: string, sessionId: string, timeoutMs: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    const req = http.get(`${spec.base}/timeline/stream/${spec.sessionId}`, {
+    const req = http.get(`${base}/timeline/stream/${sessionId}`, {
       agent: streamAgent,
       headers: { Accept: 'text/event-stream' },
     });
     const state: StreamState = {
-      sessionId: spec.sessionId,
-      expect: spec.expectEvents,
+      sessionId,
       req,
       nextI: 1,
       messages: 0,
       duplicates: 0,
       sawStart: false,
       sawComplete: false,
-      done: false,
       closed: false,
       postSentAt: null,
       firstEventAt: null,
@@ -114,7 +111,7 @@ function openStream(spec: StreamSpec, timeoutMs: number): Promise<void> {
       clearTimeout(timer);
       resolve();
     };
-    streams.set(spec.sessionId, state);
+    streams.set(sessionId, state);
     req.once('error', (error) => {
       clearTimeout(timer);
       state.closed = true;
@@ -149,24 +146,23 @@ function openStream(spec: StreamSpec, timeoutMs: number): Promise<void> {
   });
 }
 
-async function openAll(specs: StreamSpec[], concurrency: number, timeoutMs: number): Promise<void> {
-  const started = monoMs();
+async function openAll(base: string, sessionIds: string[], concurrency: number, timeoutMs: number): Promise<void> {
   let next = 0;
   let failed = 0;
   const errors: string[] = [];
   const worker = async () => {
-    while (next < specs.length) {
-      const spec = specs[next++];
+    while (next < sessionIds.length) {
+      const sessionId = sessionIds[next++];
       try {
-        await openStream(spec, timeoutMs);
+        await openStream(base, sessionId, timeoutMs);
       } catch (error) {
         failed += 1;
-        if (errors.length < 5) errors.push(`open ${spec.sessionId}: ${(error as Error).message}`);
+        if (errors.length < 5) errors.push(`open ${sessionId}: ${(error as Error).message}`);
       }
     }
   };
-  await Promise.all(Array.from({ length: Math.min(concurrency, specs.length) }, worker));
-  send({ type: 'opened', count: specs.length - failed, failed, errors, elapsedMs: monoMs() - started });
+  await Promise.all(Array.from({ length: Math.min(concurrency, sessionIds.length) }, worker));
+  send({ type: 'opened', failed, errors });
 }
 
 function post(postBase: string, run: RunSpec): Promise<number> {
@@ -205,7 +201,7 @@ async function runAll(postBase: string, runs: RunSpec[], timeoutMs: number): Pro
   const finished = states.map(
     (state) =>
       new Promise<void>((resolve) => {
-        if (state.done || state.closed) resolve();
+        if (state.doneAt !== null || state.closed) resolve();
         else state.onFinish = resolve;
       }),
   );
@@ -239,11 +235,11 @@ async function runAll(postBase: string, runs: RunSpec[], timeoutMs: number): Pro
     missing += Math.max(0, expected - state.messages);
     duplicates += state.duplicates;
     const complete =
-      state.done && state.sawStart && state.sawComplete && state.messages === expected && state.duplicates === 0;
+      state.doneAt !== null && state.sawStart && state.sawComplete && state.messages === expected && state.duplicates === 0;
     if (complete) completeSessions += 1;
     else if (errors.length < 5) {
       errors.push(
-        `${state.sessionId}: done=${state.done} closed=${state.closed} messages=${state.messages}/${expected} dup=${state.duplicates}`,
+        `${state.sessionId}: done=${state.doneAt !== null} closed=${state.closed} messages=${state.messages}/${expected} dup=${state.duplicates}`,
       );
     }
     if (state.firstEventAt !== null && state.postSentAt !== null) ttfeMs.push(state.firstEventAt - state.postSentAt);
@@ -274,7 +270,7 @@ function closeAll(): void {
 process.on('message', (message: ToClient) => {
   const work =
     message.type === 'open'
-      ? openAll(message.streams, message.concurrency, message.timeoutMs)
+      ? openAll(message.base, message.sessionIds, message.concurrency, message.timeoutMs)
       : message.type === 'run'
         ? runAll(message.postBase, message.runs, message.timeoutMs)
         : Promise.resolve(closeAll());

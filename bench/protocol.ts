@@ -1,12 +1,5 @@
 /** Messages between the bench runner and its load client (a child process, over IPC). */
 
-/** One SSE stream to open: `expectEvents` AGENT_MESSAGEs will come, or `null` for an idle stream. */
-export interface StreamSpec {
-  base: string;
-  sessionId: string;
-  expectEvents: number | null;
-}
-
 export interface RunSpec {
   sessionId: string;
   events: number;
@@ -15,7 +8,8 @@ export interface RunSpec {
 }
 
 export type ToClient =
-  | { type: 'open'; streams: StreamSpec[]; concurrency: number; timeoutMs: number }
+  /** Opens `GET <base>/timeline/stream/<id>` for each session and waits for its `ready`. */
+  | { type: 'open'; base: string; sessionIds: string[]; concurrency: number; timeoutMs: number }
   | { type: 'run'; postBase: string; runs: RunSpec[]; timeoutMs: number }
   | { type: 'close' };
 
@@ -42,7 +36,7 @@ export interface RunMeasurement {
 }
 
 export type FromClient =
-  | { type: 'opened'; count: number; failed: number; errors: string[]; elapsedMs: number }
+  | { type: 'opened'; failed: number; errors: string[] }
   | { type: 'result'; measurement: RunMeasurement }
   | { type: 'closed' }
   | { type: 'error'; message: string };

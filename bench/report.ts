@@ -1,9 +1,10 @@
+import type { RunMeasurement } from './protocol';
 import { logLogSlope, spread, type Spread } from './stats';
 
 export type Kind = 'service' | 'baseline';
 
-/** One measured run of a load scenario on one target. */
-export interface LoadRecord {
+/** One measured run of a load scenario on one target: the client's counts, its samples reduced to figures. */
+export interface LoadRecord extends Omit<RunMeasurement, 'latencyMs' | 'ttfeMs' | 'elapsedMs'> {
   scenario: string;
   target: Kind;
   rep: number;
@@ -22,14 +23,6 @@ export interface LoadRecord {
   rssStreamsMiB: number;
   /** Peak RSS during the run of the instance running the workflows, MiB. */
   rssRunsMiB: number;
-  events: number;
-  sessions: number;
-  completeSessions: number;
-  missing: number;
-  duplicates: number;
-  postFailures: number;
-  timedOut: boolean;
-  errors: string[];
 }
 
 /** One point of the growth curve (scenario e). */

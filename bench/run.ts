@@ -13,7 +13,7 @@ import path from 'node:path';
 import type Redis from 'ioredis';
 import { startRedisServer } from '../test/helpers/redis-server';
 import { cpuSeconds, LoadClient, ROOT, rssBytes, startServer, waitFor200, type ServerProcess } from './processes';
-import type { RunSpec, StreamSpec } from './protocol';
+import type { RunSpec } from './protocol';
 import { renderGrowthSvg, renderTable, summarize, type GrowthRecord, type Kind, type LoadRecord } from './report';
 import { percentile } from './stats';
 
@@ -28,9 +28,12 @@ interface LoadScenario {
   idleStreams: number;
 }
 
+/** The runs of one load: sessions × events. */
+type LoadShape = Omit<LoadScenario, 'key' | 'title' | 'idleStreams'>;
+
 interface GrowthScenario {
   steps: number[];
-  probe: Omit<LoadScenario, 'key' | 'title' | 'idleStreams'>;
+  probe: LoadShape;
 }
 
 interface Options {
@@ -72,6 +75,17 @@ function growthScenario(quick: boolean): GrowthScenario {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A run of `shape` for each of its sessions, each on a new session id. */
+const runSpecs = (shape: LoadShape): RunSpec[] =>
+  Array.from({ length: shape.sessions }, () => ({
+    sessionId: randomUUID(),
+    events: shape.events,
+    intervalMs: shape.intervalMs,
+    payloadBytes: shape.payloadBytes,
+  }));
+
+const newSessionIds = (count: number): string[] => Array.from({ length: count }, () => randomUUID());
 
 /** The two instances of one target: streams are read on `streams`, runs start on `runs`. */
 interface Pair {
@@ -136,25 +150,20 @@ class Bench {
     return field('used_cpu_user') + field('used_cpu_sys');
   }
 
-  private async open(specs: StreamSpec[]): Promise<{ failed: number; errors: string[] }> {
-    if (specs.length === 0) return { failed: 0, errors: [] };
-    const reply = await this.client.request({ type: 'open', streams: specs, concurrency: 200, timeoutMs: 30000 }, 'opened', 300000);
-    return reply;
+  /** Opens a stream of each session on `server` and waits for each `ready`. */
+  private async open(server: ServerProcess, sessionIds: string[]): Promise<{ failed: number; errors: string[] }> {
+    if (sessionIds.length === 0) return { failed: 0, errors: [] };
+    return this.client.request(
+      { type: 'open', base: server.url, sessionIds, concurrency: 200, timeoutMs: 30000 },
+      'opened',
+      300000,
+    );
   }
 
   /** Opens `idle` idle streams and one stream per session, then runs the sessions and measures. */
-  async load(pair: Pair, shape: GrowthScenario['probe'], idle: number, scenario?: string, rep = 0): Promise<LoadRecord> {
-    const runs: RunSpec[] = Array.from({ length: shape.sessions }, () => ({
-      sessionId: randomUUID(),
-      events: shape.events,
-      intervalMs: shape.intervalMs,
-      payloadBytes: shape.payloadBytes,
-    }));
-    const idleSpecs: StreamSpec[] = Array.from({ length: idle }, () => ({ base: pair.streams.url, sessionId: randomUUID(), expectEvents: null }));
-    const opened = await this.open([
-      ...idleSpecs,
-      ...runs.map((run) => ({ base: pair.streams.url, sessionId: run.sessionId, expectEvents: run.events })),
-    ]);
+  async load(pair: Pair, shape: LoadShape, idle: number, scenario?: string, rep = 0): Promise<LoadRecord> {
+    const runs = runSpecs(shape);
+    const opened = await this.open(pair.streams, [...newSessionIds(idle), ...runs.map((run) => run.sessionId)]);
     if (opened.failed > 0) throw new Error(`${pair.kind}: ${opened.failed} streams failed to open: ${opened.errors.join('; ')}`);
     const record = await this.measureRun(pair, runs, scenario ?? 'warm-up', rep);
     await this.client.request({ type: 'close' }, 'closed', 60000);
@@ -178,29 +187,22 @@ class Bench {
     }
     const cpu = pids.map(cpuSeconds).reduce((sum, after, i) => sum + after - cpuBefore[i], 0);
     const redisCpu = (await this.redisCpu()) - redisBefore;
-    const m = reply.measurement;
+    const { latencyMs, ttfeMs, elapsedMs, ...counts } = reply.measurement;
     return {
       scenario,
       target: pair.kind,
       rep,
-      latencyP50: percentile(m.latencyMs, 50),
-      latencyP99: percentile(m.latencyMs, 99),
-      latencyMax: percentile(m.latencyMs, 100),
-      ttfeP50: percentile(m.ttfeMs, 50),
-      ttfeP99: percentile(m.ttfeMs, 99),
-      throughput: m.events / (m.elapsedMs / 1000),
-      cpuPer1k: cpu / (m.events / 1000),
-      redisCpuPer1k: redisCpu / (m.events / 1000),
+      latencyP50: percentile(latencyMs, 50),
+      latencyP99: percentile(latencyMs, 99),
+      latencyMax: percentile(latencyMs, 100),
+      ttfeP50: percentile(ttfeMs, 50),
+      ttfeP99: percentile(ttfeMs, 99),
+      throughput: counts.events / (elapsedMs / 1000),
+      cpuPer1k: cpu / (counts.events / 1000),
+      redisCpuPer1k: redisCpu / (counts.events / 1000),
       rssStreamsMiB: rss.streams / 2 ** 20,
       rssRunsMiB: rss.runs / 2 ** 20,
-      events: m.events,
-      sessions: m.sessions,
-      completeSessions: m.completeSessions,
-      missing: m.missing,
-      duplicates: m.duplicates,
-      postFailures: m.postFailures,
-      timedOut: m.timedOut,
-      errors: m.errors,
+      ...counts,
     };
   }
 
@@ -214,16 +216,9 @@ class Bench {
       const probe = scenario.probe.sessions;
       const add = Math.max(0, streams - probe - idle);
       const cpuBefore = cpuSeconds(pair.streams.pid);
-      const opened = await this.open(
-        Array.from({ length: add }, () => ({ base: pair.streams.url, sessionId: randomUUID(), expectEvents: null })),
-      );
-      const runs: RunSpec[] = Array.from({ length: probe }, () => ({
-        sessionId: randomUUID(),
-        events: scenario.probe.events,
-        intervalMs: scenario.probe.intervalMs,
-        payloadBytes: scenario.probe.payloadBytes,
-      }));
-      await this.open(runs.map((run) => ({ base: pair.streams.url, sessionId: run.sessionId, expectEvents: run.events })));
+      const opened = await this.open(pair.streams, newSessionIds(add));
+      const runs = runSpecs(scenario.probe);
+      await this.open(pair.streams, runs.map((run) => run.sessionId));
       const openCpu = cpuSeconds(pair.streams.pid) - cpuBefore;
       idle += add - opened.failed;
       await sleep(500);
