@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { freePort } from '../test/helpers/process';
+import { waitUntil } from '../test/helpers/wait';
 import type { FromClient, ToClient } from './protocol';
 
 /** The repository root: this file runs from `dist/bench/bench/`. */
@@ -25,11 +26,9 @@ export function rssBytes(pid: number): number {
 }
 
 export interface ServerProcess {
-  name: string;
   child: ChildProcess;
   pid: number;
   url: string;
-  stderr(): string;
   stop(): Promise<void>;
 }
 
@@ -45,14 +44,14 @@ function get(url: string): Promise<number> {
 }
 
 /** Resolves once `GET url` answers 200 (the event loop runs and the bus is reachable). */
-export async function waitFor200(url: string, timeoutMs: number, label: string, child?: ChildProcess): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (child && child.exitCode !== null) throw new Error(`${label} exited with ${child.exitCode}`);
-    if ((await get(url)) === 200) return;
-    if (Date.now() > deadline) throw new Error(`${label}: ${url} not 200 within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+export function waitFor200(url: string, timeoutMs: number, label: string, child?: ChildProcess): Promise<void> {
+  return waitUntil(
+    async () => {
+      if (child && child.exitCode !== null) throw new Error(`${label} exited with ${child.exitCode}`);
+      return (await get(url)) === 200;
+    },
+    { timeoutMs, intervalMs: 50, label: `${label}: ${url} to answer 200` },
+  );
 }
 
 /** Starts `node [nodeArgs] entry` on a free port and waits for `/readyz`. */
@@ -81,11 +80,9 @@ export async function startServer(
     throw new Error(`${(error as Error).message}; stderr: ${stderr}`, { cause: error });
   }
   return {
-    name,
     child,
     pid: child.pid as number,
     url,
-    stderr: () => stderr,
     // SIGTERM lets `--cpu-prof` write its profile; a process that lingers is killed.
     stop: async () => {
       if (child.exitCode !== null) return;
@@ -109,10 +106,6 @@ export class LoadClient {
       this.waiting = null;
       waiter?.(message);
     });
-  }
-
-  get pid(): number {
-    return this.child.pid as number;
   }
 
   request<T extends FromClient['type']>(message: ToClient, expect: T, timeoutMs: number): Promise<Extract<FromClient, { type: T }>> {
