@@ -1,7 +1,7 @@
 import type { Middleware } from '@anthropic-ai/sdk';
 
 /** The SDK's own backoff before retry `attempt` (0-based): 0.5 s doubling, at most 8 s. */
-export function sdkBackoffMs(attempt: number): number {
+function sdkBackoffMs(attempt: number): number {
   return Math.min(500 * 2 ** attempt, 8000);
 }
 
