@@ -57,8 +57,6 @@ interface SessionKeys {
 
 interface OwnedRun {
   owner: string;
-  /** Built once per run: every publish needs them. */
-  keys: SessionKeys;
   leaseMs: number;
   /** Id and seq of the newest event Redis acknowledged. */
   lastId: string | null;
@@ -67,22 +65,6 @@ interface OwnedRun {
 
 /** Expired runs one sweep call ends at most; a full batch is followed by another at once. */
 const SWEEP_BATCH = 100;
-
-/**
- * Binds a session to its first caller (`caller` key, next to the session's other keys).
- * Each touch by that caller keeps the binding `ttl_s` more, and no shorter than the session's
- * `meta` (refreshed by every write of the run) then lives, so it does not lapse before the log.
- */
-const BIND_CALLER = `
--- KEYS: caller, meta  ARGV: caller, ttl_s
-local bound = redis.call('GET', KEYS[1])
-if bound and bound ~= ARGV[1] then return 0 end
-local ttl = tonumber(ARGV[2])
-local kept = redis.call('TTL', KEYS[2])
-if kept > ttl then ttl = kept end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ttl)
-return 1
-`;
 
 /** Wait before reconnect attempt `attempt` (1-based): 50 ms more each time, at most 1 s. */
 export function reconnectDelay(attempt: number): number {
@@ -124,8 +106,6 @@ export class RedisBus implements TimelineBus {
   private readonly sweeper: LeaseSweeper;
   private readonly maxPendingWriteBytes: number;
   private pendingWriteBytes = 0;
-  /** Set while the commands socket is corked until the end of the current tick. */
-  private corked = false;
   /**
    * `done`s of runs of this instance that could not be written (Redis stayed away longer than
    * the outage limit): written when Redis is back, unless a run-lost sweep got there first.
@@ -168,19 +148,16 @@ export class RedisBus implements TimelineBus {
   }
 
   async publish(sessionId: string, event: EventDraft): Promise<string> {
-    const owned = this.owned.get(sessionId);
-    const keys = owned?.keys ?? this.keys(sessionId);
+    const keys = this.keys(sessionId);
     const draftJson = JSON.stringify(event);
-    const run = () =>
-      this.write(draftJson.length, () => {
-        this.coalesceWrites();
-        return this.commands.timelinePublish(keys.meta, keys.log, keys.live, draftJson, this.maxEvents, this.ttlS, event.seq);
-      });
-    let reply = await run();
-    if (reply === -1 && (await this.restoreOwnedRun(sessionId))) reply = await run();
+    const reply = await this.write(sessionId, draftJson.length, () => {
+      this.coalesceWrites();
+      return this.commands.timelinePublish(keys.meta, keys.log, keys.live, draftJson, this.maxEvents, this.ttlS, event.seq);
+    });
     if (reply === -2) throw new Error(`session ${sessionId}: seq ${event.seq} was already published`);
     if (reply === 0) throw new RunLostError(`session ${sessionId} was ended while its run was going (lease lost)`);
     if (typeof reply !== 'string') throw new Error(`session ${sessionId} has no running run to publish to`);
+    const owned = this.owned.get(sessionId);
     if (owned) {
       owned.lastId = reply;
       owned.lastSeq = event.seq;
@@ -189,16 +166,13 @@ export class RedisBus implements TimelineBus {
   }
 
   async signalDone(sessionId: string, done: DonePayload): Promise<string | null> {
-    const keys = this.owned.get(sessionId)?.keys ?? this.keys(sessionId);
+    const keys = this.keys(sessionId);
     const doneJson = JSON.stringify(done);
-    const run = () =>
-      this.write(doneJson.length, () =>
-        this.commands.timelineSignalDone(keys.meta, keys.log, keys.lease, this.runningKey, keys.live, doneJson, done.status, this.ttlS, sessionId),
-      );
     let reply: string | number;
     try {
-      reply = await run();
-      if (reply === -1 && (await this.restoreOwnedRun(sessionId))) reply = await run();
+      reply = await this.write(sessionId, doneJson.length, () =>
+        this.commands.timelineSignalDone(keys.meta, keys.log, keys.lease, this.runningKey, keys.live, doneJson, done.status, this.ttlS, sessionId),
+      );
     } catch (error) {
       if (error instanceof BusUnavailableError && this.owned.has(sessionId)) this.unwrittenDone.set(sessionId, done);
       throw error;
@@ -240,33 +214,16 @@ export class RedisBus implements TimelineBus {
 
   async claimRun(sessionId: string, owner: string, leaseMs: number, firstEvent?: EventDraft): Promise<boolean> {
     this.refuseWhileLost(this.commands, 'commands');
-    const keys = this.keys(sessionId);
     const firstJson = firstEvent === undefined ? '' : JSON.stringify(firstEvent);
-    const reply = await this.call(() =>
-      this.commands.timelineClaim(
-        keys.meta,
-        keys.lease,
-        keys.log,
-        this.runningKey,
-        owner,
-        leaseMs,
-        this.ttlS,
-        '',
-        sessionId,
-        0,
-        keys.live,
-        firstJson,
-        this.maxEvents,
-      ),
-    );
+    const reply = await this.claim(sessionId, { owner, leaseMs, lastId: null, lastSeq: 0 }, firstJson);
     if (reply === 0) return false;
     const first = typeof reply === 'string' ? reply : null;
-    this.owned.set(sessionId, { owner, keys, leaseMs, lastId: first, lastSeq: first === null ? 0 : 1 });
+    this.owned.set(sessionId, { owner, leaseMs, lastId: first, lastSeq: first === null ? 0 : 1 });
     return true;
   }
 
   async renewLease(sessionId: string, owner: string, leaseMs: number): Promise<boolean> {
-    const keys = this.owned.get(sessionId)?.keys ?? this.keys(sessionId);
+    const keys = this.keys(sessionId);
     const reply = await this.call(() =>
       this.commands.timelineRenew(keys.meta, keys.lease, keys.log, this.runningKey, owner, leaseMs, this.ttlS, sessionId),
     );
@@ -295,7 +252,7 @@ export class RedisBus implements TimelineBus {
   async bindCaller(sessionId: string, caller: string): Promise<boolean> {
     this.refuseWhileLost(this.commands, 'commands');
     const keys = this.keys(sessionId);
-    const bound = await this.call(() => this.commands.eval(BIND_CALLER, 2, keys.caller, keys.meta, caller, this.ttlS));
+    const bound = await this.call(() => this.commands.timelineBindCaller(keys.caller, keys.meta, caller, this.ttlS));
     return bound === 1;
   }
 
@@ -389,17 +346,17 @@ export class RedisBus implements TimelineBus {
 
   /**
    * Runs a write whose payload waits in memory until Redis answers; refuses it at once when
-   * too much is already waiting (Redis away), so an outage costs bounded memory.
+   * too much is already waiting (Redis away), so an outage costs bounded memory. A write that
+   * finds the session gone (-1) runs again once an owned run's keys are restored.
    */
-  private async write<T>(size: number, operation: () => Promise<T>): Promise<T> {
+  private async write<T>(sessionId: string, size: number, operation: () => Promise<T | -1>): Promise<T | -1> {
     if (this.pendingWriteBytes + size > this.maxPendingWriteBytes) {
       throw new BusUnavailableError(`more than ${this.maxPendingWriteBytes} characters of writes are waiting for Redis`);
     }
     this.pendingWriteBytes += size;
     try {
-      return await operation();
-    } catch (error) {
-      throw asBusError(error);
+      const reply = await this.call(operation);
+      return reply === -1 && (await this.restoreOwnedRun(sessionId)) ? await this.call(operation) : reply;
     } finally {
       this.pendingWriteBytes -= size;
     }
@@ -412,14 +369,10 @@ export class RedisBus implements TimelineBus {
    * script's full source with every batch.)
    */
   private coalesceWrites(): void {
-    if (this.corked || this.commands.status !== 'ready') return;
     const socket = this.commands.stream;
+    if (this.commands.status !== 'ready' || socket.writableCorked > 0) return;
     socket.cork();
-    this.corked = true;
-    process.nextTick(() => {
-      this.corked = false;
-      socket.uncork();
-    });
+    process.nextTick(() => socket.uncork());
   }
 
   /** The periodic sweep: first this instance's held-back `done`s, then other owners' lost runs. */
@@ -466,8 +419,18 @@ export class RedisBus implements TimelineBus {
   private async restoreOwnedRun(sessionId: string): Promise<boolean> {
     const run = this.owned.get(sessionId);
     if (run === undefined) return false;
-    const keys = run.keys;
-    await this.call(() =>
+    await this.claim(sessionId, run, '');
+    this.log.warn({ session_id: sessionId }, 'Redis lost a running session; its log starts again from here');
+    return true;
+  }
+
+  /**
+   * Claims the session for `run.owner`; with `run.lastId`, re-creates the keys Redis lost after
+   * that event (see CLAIM in redis-scripts.ts). `firstJson` (or `''`) is seq 1's draft.
+   */
+  private claim(sessionId: string, run: OwnedRun, firstJson: string): Promise<string | number> {
+    const keys = this.keys(sessionId);
+    return this.call(() =>
       this.commands.timelineClaim(
         keys.meta,
         keys.lease,
@@ -480,12 +443,10 @@ export class RedisBus implements TimelineBus {
         sessionId,
         run.lastSeq,
         keys.live,
-        '',
+        firstJson,
         this.maxEvents,
       ),
     );
-    this.log.warn({ session_id: sessionId }, 'Redis lost a running session; its log starts again from here');
-    return true;
   }
 
   /**

@@ -218,6 +218,22 @@ append_event(KEYS[1], KEYS[2], ARGV[1], draft, seq, ARGV[7], ARGV[6])
 return finish(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[2], ARGV[1], ARGV[5], 'failed', ARGV[6])
 `;
 
+/**
+ * Binds a session to its first caller (`caller` key, next to the session's other keys).
+ * Each touch by that caller keeps the binding `ttl_s` more, and no shorter than the session's
+ * `meta` (refreshed by every write of the run) then lives, so it does not lapse before the log.
+ */
+const BIND_CALLER = `
+-- KEYS: caller, meta  ARGV: caller, ttl_s
+local bound = redis.call('GET', KEYS[1])
+if bound and bound ~= ARGV[1] then return 0 end
+local ttl = tonumber(ARGV[2])
+local kept = redis.call('TTL', KEYS[2])
+if kept > ttl then ttl = kept end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ttl)
+return 1
+`;
+
 /** A stream entry as XRANGE returns it: the id, then `[field, value]`. */
 export type RawStreamEntry = [string, string[]];
 
@@ -232,6 +248,7 @@ declare module 'ioredis' {
     timelineRenew(meta: string, lease: string, log: string, running: string, owner: string, leaseMs: number, ttlS: number, sessionId: string): Result<number, Context>;
     timelineCancel(meta: string, controlChannel: string, sessionId: string): Result<string, Context>;
     timelineExpiredRuns(running: string, limit: number): Result<string[], Context>;
+    timelineBindCaller(caller: string, meta: string, callerId: string, ttlS: number): Result<number, Context>;
     timelineEndLostRun(meta: string, log: string, lease: string, running: string, channel: string, sessionId: string, sessionIdJson: string, stepJson: string, doneJson: string, ttlS: number, maxEvents: number): Result<string | number, Context>;
   }
 }
@@ -246,6 +263,7 @@ export function defineTimelineScripts(redis: Redis): void {
   redis.defineCommand('timelineCancel', { numberOfKeys: 1, lua: CANCEL });
   redis.defineCommand('timelineExpiredRuns', { numberOfKeys: 1, lua: EXPIRED_RUNS });
   redis.defineCommand('timelineEndLostRun', { numberOfKeys: 4, lua: END_LOST_RUN });
+  redis.defineCommand('timelineBindCaller', { numberOfKeys: 2, lua: BIND_CALLER });
 }
 
 /** A stored entry as `read` returns it: an event gets its id spliced into its JSON. */
