@@ -83,7 +83,7 @@ export class SessionFeed {
     return this.firstSlice.status;
   }
 
-  /** True when the reader already has everything, `done` included: nothing left to stream. */
+  /** Before `start`: true when the reader already has everything, `done` included. */
   get finishedAlready(): boolean {
     const slice = this.firstSlice;
     const finished = slice.status !== 'waiting' && slice.status !== 'running';
@@ -93,7 +93,10 @@ export class SessionFeed {
   /** Delivers the first read, then what arrived meanwhile, then live entries as they come. */
   start(sink: FeedSink): void {
     this.sink = sink;
-    void this.catchUp(this.firstSlice);
+    const slice = this.firstSlice;
+    // A stream may stay open for hours: it must not keep the first page once it is replayed.
+    this.firstSlice = { ...slice, entries: [] };
+    void this.catchUp(slice);
   }
 
   close(): void {
@@ -105,13 +108,14 @@ export class SessionFeed {
   }
 
   private onLive(entry: LogEntry): void {
-    // An entry at or before the reader's position is one it has (or asked not to get); over
-    // Redis, one may even come from an earlier subscription of the same channel.
-    if (this.closed || compareEventIds(entry.id, this.lastId) <= 0) return;
+    if (this.closed) return;
     if (!this.catchingUp) {
       this.deliver(entry);
       return;
     }
+    // An entry at or before the reader's position is one it has (or asked not to get); over
+    // Redis, one may even come from an earlier subscription of the same channel.
+    if (compareEventIds(entry.id, this.lastId) <= 0) return;
     this.pending.push(entry);
     this.heldBytes += byteSize(entry);
     this.sink?.held?.(this.heldBytes);
