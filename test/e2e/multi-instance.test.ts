@@ -1,10 +1,10 @@
 import { EventSource } from 'eventsource';
 import type { TimelineEvent } from '../../client-sdk/src/types';
-import { cancelSession, expectJsonError, request } from '../helpers/api';
+import { cancelSession, executeAsync, expectJsonError, request } from '../helpers/api';
 import { startProcess, stopAllProcesses, type ListeningProcess } from '../helpers/process';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server';
 import { execute, newSessionId, synthetic } from '../helpers/service';
-import { isNamed, timelineEvents, type SseReader, seqAtLeast, openReady } from '../helpers/sse-reader';
+import { isNamed, seqAtLeast, streamFollower, timelineEvents, type SseReader } from '../helpers/sse-reader';
 import { range, seqs } from '../helpers/timeline-fixtures';
 import { waitUntil, within } from '../helpers/wait';
 
@@ -16,26 +16,18 @@ import { waitUntil, within } from '../helpers/wait';
 let redis: RedisServer;
 let a: ListeningProcess;
 let b: ListeningProcess;
-const readers: SseReader[] = [];
+const { follow, closeAll: closeStreams } = streamFollower();
 
 beforeAll(async () => {
   redis = await startRedisServer();
   const env = { REDIS_URL: redis.url, KEEPALIVE_MS: '1000' };
   [a, b] = await Promise.all([startProcess(env), startProcess(env)]);
 });
-afterEach(() => {
-  for (const reader of readers.splice(0)) reader.destroy();
-});
+afterEach(() => closeStreams());
 afterAll(async () => {
   await stopAllProcesses();
   await redis?.stop();
 });
-
-async function follow(proc: ListeningProcess, sessionId: string, headers: Record<string, string> = {}): Promise<SseReader> {
-  const reader = await openReady(`${proc.url}/timeline/stream/${sessionId}`, { headers });
-  readers.push(reader);
-  return reader;
-}
 
 const seqsOf = (reader: SseReader) => seqs(timelineEvents<TimelineEvent>(reader));
 
@@ -59,12 +51,8 @@ it('streams through one process a run executing in the other, to a standard Even
 
 it('keeps a run and its stream going across a Redis restart, then resumes on the other process', async () => {
   const sessionId = newSessionId();
-  const first = await follow(a, sessionId);
-  const accepted = await request(`${b.url}/execute`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json', Prefer: 'respond-async' },
-    body: JSON.stringify(synthetic(sessionId, { events: 100, interval_ms: 20 })),
-  });
+  const first = await follow(a.url, sessionId);
+  const accepted = await executeAsync(b.url, synthetic(sessionId, { events: 100, interval_ms: 20 }));
   expect(accepted.status).toBe(202);
   await first.waitFor(seqAtLeast(15), 10000, 'seq 15 before the restart');
 
@@ -73,7 +61,7 @@ it('keeps a run and its stream going across a Redis restart, then resumes on the
   first.destroy();
   const lastId = timelineEvents<TimelineEvent>(first).at(-1)?.event_id as string;
 
-  const second = await follow(b, sessionId, { 'Last-Event-ID': lastId });
+  const second = await follow(b.url, sessionId, { 'Last-Event-ID': lastId });
   const done = await second.waitFor(isNamed('done'), 20000, 'done on the other process');
   expect(JSON.parse(done.data)).toEqual({ status: 'completed', result: { events: 100 } });
   expect([...seqsOf(first), ...seqsOf(second)]).toEqual(range(1, 102));
@@ -87,7 +75,7 @@ it('keeps a run and its stream going across a Redis restart, then resumes on the
 
 it('survives Redis being down under an open stream, reports not ready, and recovers', async () => {
   const sessionId = newSessionId();
-  const waiting = await follow(a, sessionId);
+  const waiting = await follow(a.url, sessionId);
   await redis.kill();
   try {
     expectJsonError(await request(`${a.url}/readyz`), 503, 'not_ready');
@@ -107,7 +95,7 @@ it('survives Redis being down under an open stream, reports not ready, and recov
 
 it('cancels, from one process, a run owned by the other', async () => {
   const sessionId = newSessionId();
-  const reader = await follow(a, sessionId);
+  const reader = await follow(a.url, sessionId);
   const run = execute(b.url, synthetic(sessionId, { events: 1000, interval_ms: 10 }));
   await reader.waitFor(seqAtLeast(3));
   expect((await cancelSession(a.url, sessionId)).status).toBe(202);

@@ -1,10 +1,10 @@
 import type { TimelineEvent } from '../../client-sdk/src/types';
-import { executeAsync, expectJsonError, metricSample, request } from '../helpers/api';
+import { executeAsync, expectJsonError, metricSample, postExecuteRaw, request } from '../helpers/api';
 import { startNginx, type Nginx } from '../helpers/nginx';
 import { freePort, startProcess, stopAllProcesses, type ListeningProcess } from '../helpers/process';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server';
 import { execute, newSessionId, synthetic } from '../helpers/service';
-import { isNamed, openReady, seqAtLeast, timelineEvents, type SseReader } from '../helpers/sse-reader';
+import { isNamed, seqAtLeast, streamFollower, timelineEvents } from '../helpers/sse-reader';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy';
 import { range, seqs } from '../helpers/timeline-fixtures';
 import { waitUntil } from '../helpers/wait';
@@ -21,7 +21,7 @@ let redis: RedisServer;
 let a: ListeningProcess;
 let b: ListeningProcess;
 let nginx: Nginx;
-const readers: SseReader[] = [];
+const { follow, closeAll: closeStreams } = streamFollower();
 const stops: Array<() => Promise<void>> = [];
 
 beforeAll(async () => {
@@ -31,7 +31,7 @@ beforeAll(async () => {
   nginx = await startNginx([a.port, b.port]);
 });
 afterEach(async () => {
-  for (const reader of readers.splice(0)) reader.destroy();
+  closeStreams();
   await Promise.all(stops.splice(0).map((stop) => stop()));
   // Every stream of the test is gone from both instances before the next test counts them.
   await waitUntil(async () => (await streamsOpen(a)) + (await streamsOpen(b)) === 0, { timeoutMs: 5000, label: 'no open streams' });
@@ -51,12 +51,6 @@ async function metric(proc: ListeningProcess, sample: string): Promise<number> {
 }
 const streamsOpen = (proc: ListeningProcess) => metric(proc, 'timeline_streams_open');
 const runsCompleted = (proc: ListeningProcess) => metric(proc, 'timeline_runs_total{outcome="completed"}');
-
-async function follow(base: string, sessionId: string, headers: Record<string, string> = {}): Promise<SseReader> {
-  const reader = await openReady(`${base}/timeline/stream/${sessionId}`, { headers });
-  readers.push(reader);
-  return reader;
-}
 
 /** The one instance (read on its own port, not through nginx) where `count` went up by one. */
 async function whichInstance(count: (proc: ListeningProcess) => Promise<number>, before: [number, number], label: string) {
@@ -167,11 +161,7 @@ it('forwards Last-Event-ID and X-Forwarded-For/Proto to the instances over HTTP/
 
 it("answers nginx's own errors in the service's JSON shape", async () => {
   // A body over the limit never reaches an instance.
-  const oversize = await request(`${nginx.url}/execute`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ project_id: 'p', query: 'x'.repeat(300 * 1024) }),
-  });
+  const oversize = await postExecuteRaw(nginx.url, JSON.stringify({ project_id: 'p', query: 'x'.repeat(300 * 1024) }));
   expectJsonError(oversize, 413, 'payload_too_large');
 
   // No instance reachable.
