@@ -1,6 +1,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
+import { Waiters } from './wait';
 
 /** One SSE frame as a client sees it. `event` is undefined for default (unnamed) messages. */
 export interface SseFrame {
@@ -34,7 +35,7 @@ export interface SseReader {
 
 export interface OpenOptions {
   headers?: Record<string, string>;
-  /** Resolve as soon as the head arrives (default), without waiting for `ready`. */
+  /** How long to wait for the response head (not for `ready`). Defaults to `10000`. */
   timeoutMs?: number;
 }
 
@@ -56,10 +57,7 @@ export function openSse(url: string, options: OpenOptions = {}): Promise<SseRead
     });
     req.once('response', (res) => {
       clearTimeout(timer);
-      const waiters = new Set<() => void>();
-      const notify = () => {
-        for (const waiter of [...waiters]) waiter();
-      };
+      const waiters = new Waiters();
       let endedResolve: () => void = () => undefined;
       const reader: SseReader = {
         status: res.statusCode ?? 0,
@@ -70,46 +68,20 @@ export function openSse(url: string, options: OpenOptions = {}): Promise<SseRead
         raw: '',
         ended: new Promise<void>((done) => (endedResolve = done)),
         waitFor(match, waitMs = 10000, label = 'frame') {
-          return new Promise((found, fail) => {
-            let finished = false;
-            const check = () => {
-              if (finished) return;
-              const frame = reader.frames.find(match);
-              if (frame) {
-                finished = true;
-                cleanup();
-                found(frame);
-              }
-            };
-            const timeout = setTimeout(() => {
-              finished = true;
-              cleanup();
-              fail(new Error(`timed out after ${waitMs} ms waiting for ${label}; got ${JSON.stringify(reader.frames.map((f) => f.event ?? f.id))}`));
-            }, waitMs);
-            const cleanup = () => {
-              clearTimeout(timeout);
-              waiters.delete(check);
-            };
-            waiters.add(check);
-            check();
-          });
+          // Each arrival checks only the frames this waiter has not seen yet.
+          let next = 0;
+          const find = () => {
+            for (; next < reader.frames.length; next++) if (match(reader.frames[next])) return reader.frames[next];
+            return undefined;
+          };
+          return waiters.until(find, waitMs, () => `${label}; got ${JSON.stringify(reader.frames.map((f) => f.event ?? f.id))}`);
         },
-        waitForComments(count, waitMs = 10000) {
-          return new Promise((found, fail) => {
-            const check = () => {
-              if (reader.comments.length >= count) {
-                clearTimeout(timeout);
-                waiters.delete(check);
-                found();
-              }
-            };
-            const timeout = setTimeout(() => {
-              waiters.delete(check);
-              fail(new Error(`timed out waiting for ${count} comments; got ${reader.comments.length}`));
-            }, waitMs);
-            waiters.add(check);
-            check();
-          });
+        async waitForComments(count, waitMs = 10000) {
+          await waiters.until(
+            () => (reader.comments.length >= count ? true : undefined),
+            waitMs,
+            () => `${count} comments; got ${reader.comments.length}`,
+          );
         },
         destroy() {
           req.destroy();
@@ -124,11 +96,11 @@ export function openSse(url: string, options: OpenOptions = {}): Promise<SseRead
       const parser = createParser({
         onEvent(message: EventSourceMessage) {
           reader.frames.push({ event: message.event, id: message.id, data: message.data });
-          notify();
+          waiters.notify();
         },
         onComment(comment: string) {
           reader.comments.push(comment);
-          notify();
+          waiters.notify();
         },
         onRetry(retry: number) {
           reader.retry = retry;
