@@ -1,9 +1,8 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort } from './process';
-import { waitForPort } from './redis-server';
+import { freePort, spawnTracked, stopChild, whenListening } from './process';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 
@@ -23,7 +22,7 @@ const TEMP_PATHS = ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'];
  * Everything else (buffering, timeouts, headers) is the deployment's own. Throws if a
  * marker is missing, so the test cannot silently drift from the file.
  */
-export function renderNginxConfig(upstreamPorts: number[], listenPort: number, dir: string): string {
+function renderNginxConfig(upstreamPorts: number[], listenPort: number, dir: string): string {
   const lines = readFileSync(NGINX_CONF, 'utf8').split('\n');
   const indexes = (match: (line: string) => boolean) => lines.flatMap((line, i) => (match(line) ? [i] : []));
   const upstreams = indexes((line) => line.includes(UPSTREAM_MARK));
@@ -139,18 +138,6 @@ export interface Nginx {
   stop(): Promise<void>;
 }
 
-const running = new Set<ChildProcess>();
-process.once('exit', () => {
-  for (const child of running) child.kill('SIGKILL');
-});
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGTERM');
-  await exited;
-}
-
 /** Starts nginx on a free port with deploy/nginx.conf, round-robin over `upstreamPorts` on 127.0.0.1. */
 export async function startNginx(upstreamPorts: number[]): Promise<Nginx> {
   for (let attempt = 1; ; attempt++) {
@@ -159,32 +146,25 @@ export async function startNginx(upstreamPorts: number[]): Promise<Nginx> {
     const conf = path.join(dir, 'nginx.conf');
     writeFileSync(conf, renderNginxConfig(upstreamPorts, port, dir));
     const stdout = accessLogFd(dir);
-    const child = spawn(nginxBinary(), nginxArgs(dir, conf), { stdio: ['ignore', stdout, 'pipe'] });
+    const child = spawnTracked(nginxBinary(), nginxArgs(dir, conf), { stdio: ['ignore', stdout, 'pipe'] });
     closeSync(stdout);
-    running.add(child);
-    child.once('exit', () => running.delete(child));
     let stderr = '';
     child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    const remove = () => rmSync(dir, { recursive: true, force: true });
+    const stop = async () => {
+      await stopChild(child, 'SIGTERM');
+      rmSync(dir, { recursive: true, force: true });
+    };
     try {
-      await new Promise<void>((resolve, reject) => {
-        child.once('spawn', resolve);
-        child.once('error', (error) => reject(new Error(`cannot start nginx (is it on PATH? .ci/run installs it): ${error.message}`)));
-      });
-      await waitForPort(port, child, 10000, 'nginx');
+      await whenListening(child, port, 'nginx');
     } catch (error) {
-      await stopChild(child);
-      remove();
+      await stop();
       if (attempt < 3 && stderr.includes('Address already in use')) continue;
       throw new Error(`${(error as Error).message}; nginx said: ${stderr}`, { cause: error });
     }
     return {
       port,
       url: `http://127.0.0.1:${port}`,
-      stop: async () => {
-        await stopChild(child);
-        remove();
-      },
+      stop,
     };
   }
 }

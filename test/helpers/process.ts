@@ -1,7 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { Waiters } from './wait';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 
@@ -14,13 +15,9 @@ export interface ProcessExit {
 /** One line of the service's pino output (stdout is JSON lines). */
 export type LogLine = Record<string, unknown> & { msg?: string; level?: number };
 
-/** A child process running the compiled service, with its output captured line by line. */
+/** A child process running the compiled service, with its output captured. */
 export interface ServiceProcess {
   child: ChildProcess;
-  /** Every complete stdout line so far, in order. */
-  stdoutLines: string[];
-  /** Every complete stderr line so far, in order. */
-  stderrLines: string[];
   /** Raw stdout and stderr text so far (including a last line without a newline). */
   readonly stdout: string;
   readonly stderr: string;
@@ -40,21 +37,69 @@ export interface ListeningProcess extends ServiceProcess {
   url: string;
 }
 
+/** Service processes `stopAllProcesses` kills. */
 const live = new Set<ServiceProcess>();
 
+/** Every child the helpers spawn (services, redis-server, nginx). */
+const children = new Set<ChildProcess>();
+// Last resort if a test run dies without its afterEach/afterAll: no orphaned processes.
+process.once('exit', () => {
+  for (const child of children) child.kill('SIGKILL');
+});
+
+/** `spawn`, with the child killed when the test process exits if nothing stopped it before. */
+export function spawnTracked(command: string, args: string[], options: SpawnOptions): ChildProcess {
+  const child = spawn(command, args, options);
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
 /**
- * The compiled entry point `npm start` runs, read from package.json's `start` script
- * (`node <file>`), so the tests follow that script instead of guessing the path.
+ * Resolves once `child` (named `name` in errors), just spawned, accepts connections on
+ * 127.0.0.1:`port`; rejects if it cannot start or exits first.
  */
-export function startScriptEntry(): string {
+export async function whenListening(child: ChildProcess, port: number, name: string, timeoutMs = 10000): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    child.once('spawn', resolve);
+    child.once('error', (error) => reject(new Error(`cannot start ${name} (is it on PATH? .ci/run installs it): ${error.message}`)));
+  });
+  const deadline = Date.now() + timeoutMs;
+  await new Promise<void>((resolve, reject) => {
+    const attempt = () => {
+      if (child.exitCode !== null || child.signalCode !== null) {
+        reject(new Error(`${name} exited with ${child.exitCode ?? child.signalCode} before listening on ${port}`));
+        return;
+      }
+      const socket = net.connect(port, '127.0.0.1');
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve();
+      });
+      socket.once('error', () => {
+        socket.destroy();
+        if (Date.now() > deadline) reject(new Error(`${name} did not listen on ${port} within ${timeoutMs} ms`));
+        else setTimeout(attempt, 20);
+      });
+    };
+    attempt();
+  });
+}
+
+/** Sends `signal` to `child` unless it has exited; resolves once it has. */
+export async function stopChild(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill(signal);
+  await exited;
+}
+
+/** The file package.json's `start` script runs (`node <file>`), built or not. */
+export function startScriptPath(): string {
   const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { scripts?: { start?: string } };
   const match = /^node\s+(\S+)$/.exec(pkg.scripts?.start?.trim() ?? '');
   if (!match) throw new Error(`package.json "start" is not "node <file>": ${JSON.stringify(pkg.scripts?.start)}`);
-  const entry = path.join(ROOT, match[1]);
-  if (!existsSync(entry)) {
-    throw new Error(`${entry} does not exist: run "npm run build" (jest's globalSetup does it for e2e runs)`);
-  }
-  return entry;
+  return path.join(ROOT, match[1]);
 }
 
 /** A port nobody listens on right now (the OS picks it; the caller may still lose a race). */
@@ -84,57 +129,46 @@ function baseEnv(): Record<string, string> {
 
 /** Starts `node <start script entry>` with `env` on top of a clean environment; does not wait. */
 export function spawnService(env: Record<string, string> = {}): ServiceProcess {
-  const child = spawn(process.execPath, [startScriptEntry()], {
+  // Follows the `start` script instead of guessing the path.
+  const entry = startScriptPath();
+  if (!existsSync(entry)) {
+    throw new Error(`${entry} does not exist: run "npm run build" (jest's globalSetup does it for e2e runs)`);
+  }
+  const child = spawnTracked(process.execPath, [entry], {
     cwd: ROOT,
     env: { ...baseEnv(), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
   let stderr = '';
-  const stdoutLines: string[] = [];
-  const stderrLines: string[] = [];
+  let partialLine = '';
   const parsed: LogLine[] = [];
-  const waiters = new Set<() => void>();
+  const waiters = new Waiters();
   let exit: ProcessExit | null = null;
 
-  const splitter = (lines: string[], onLine?: (line: string) => void) => {
-    let partial = '';
-    return (chunk: string) => {
-      partial += chunk;
-      const complete = partial.split('\n');
-      partial = complete.pop() ?? '';
-      for (const line of complete) {
-        lines.push(line);
-        onLine?.(line);
-      }
-    };
-  };
-  const onStdout = splitter(stdoutLines, (line) => {
-    try {
-      const value: unknown = JSON.parse(line);
-      if (value && typeof value === 'object' && !Array.isArray(value)) parsed.push(value as LogLine);
-    } catch {
-      // Not a pino record (a crash message, say): kept in stdoutLines, not in logs().
-      return;
-    }
-    for (const waiter of [...waiters]) waiter();
-  });
-  const onStderr = splitter(stderrLines);
   child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
     stdout += chunk;
-    onStdout(chunk);
+    const lines = (partialLine + chunk).split('\n');
+    partialLine = lines.pop() ?? '';
+    for (const line of lines) {
+      try {
+        const value: unknown = JSON.parse(line);
+        if (value && typeof value === 'object' && !Array.isArray(value)) parsed.push(value as LogLine);
+      } catch {
+        // Not a pino record (a crash message, say): only in the raw stdout, not in logs().
+        continue;
+      }
+    }
+    waiters.notify();
   });
-  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
-    stderr += chunk;
-    onStderr(chunk);
-  });
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
 
   const exited = new Promise<ProcessExit>((resolve) => {
     // `close` (not `exit`): every byte of stdout and stderr has been read by then.
     child.once('close', (code, signal) => {
       exit = { code, signal };
       live.delete(proc);
-      for (const waiter of [...waiters]) waiter();
+      waiters.notify();
       resolve(exit);
     });
     child.once('error', (error) => {
@@ -147,8 +181,6 @@ export function spawnService(env: Record<string, string> = {}): ServiceProcess {
 
   const proc: ServiceProcess = {
     child,
-    stdoutLines,
-    stderrLines,
     get stdout() {
       return stdout;
     },
@@ -157,28 +189,12 @@ export function spawnService(env: Record<string, string> = {}): ServiceProcess {
     },
     logs: () => [...parsed],
     waitForLog(match, timeoutMs = 10000, label = 'log line') {
-      return new Promise((found, fail) => {
-        const check = () => {
-          const line = parsed.find(match);
-          if (line) {
-            cleanup();
-            found(line);
-          } else if (exit) {
-            cleanup();
-            fail(new Error(`process exited (${JSON.stringify(exit)}) before ${label}; stderr: ${stderr}`));
-          }
-        };
-        const timer = setTimeout(() => {
-          cleanup();
-          fail(new Error(`timed out after ${timeoutMs} ms waiting for ${label}; stdout: ${stdout}; stderr: ${stderr}`));
-        }, timeoutMs);
-        const cleanup = () => {
-          clearTimeout(timer);
-          waiters.delete(check);
-        };
-        waiters.add(check);
-        check();
-      });
+      const find = () => {
+        const line = parsed.find(match);
+        if (!line && exit) throw new Error(`process exited (${JSON.stringify(exit)}) before ${label}; stderr: ${stderr}`);
+        return line;
+      };
+      return waiters.until(find, timeoutMs, () => `${label}; stdout: ${stdout}; stderr: ${stderr}`);
     },
     exited,
     stop(signal = 'SIGTERM') {
@@ -221,8 +237,3 @@ async function kill(proc: ServiceProcess): Promise<void> {
 export async function stopAllProcesses(): Promise<void> {
   await Promise.all([...live].map(kill));
 }
-
-// Last resort if a test run dies without its afterEach: no orphaned services.
-process.once('exit', () => {
-  for (const proc of live) proc.child.kill('SIGKILL');
-});

@@ -1,10 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import Redis from 'ioredis';
-import { freePort } from './process';
+import { freePort, spawnTracked, stopChild, whenListening } from './process';
 
 export interface RedisServerOptions {
   /**
@@ -30,36 +29,6 @@ export interface RedisServer {
   stop(): Promise<void>;
 }
 
-// Last resort if a suite dies without its afterAll: no orphaned redis-server.
-const orphans = new Set<ChildProcess>();
-process.once('exit', () => {
-  for (const child of orphans) child.kill('SIGKILL');
-});
-
-/** Resolves once `child` (named `name` in errors) accepts connections on 127.0.0.1:`port`. */
-export function waitForPort(port: number, child: ChildProcess, timeoutMs = 10000, name = 'redis-server'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  return new Promise((resolve, reject) => {
-    const attempt = () => {
-      if (child.exitCode !== null || child.signalCode !== null) {
-        reject(new Error(`${name} exited with ${child.exitCode ?? child.signalCode} before listening on ${port}`));
-        return;
-      }
-      const socket = net.connect(port, '127.0.0.1');
-      socket.once('connect', () => {
-        socket.destroy();
-        resolve();
-      });
-      socket.once('error', () => {
-        socket.destroy();
-        if (Date.now() > deadline) reject(new Error(`${name} did not listen on ${port} within ${timeoutMs} ms`));
-        else setTimeout(attempt, 20);
-      });
-    };
-    attempt();
-  });
-}
-
 export async function startRedisServer(options: RedisServerOptions = {}): Promise<RedisServer> {
   const port = await freePort();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'timeline-redis-'));
@@ -69,25 +38,13 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   const admins: Redis[] = [];
 
   const start = async () => {
-    const proc = spawn('redis-server', args, { stdio: 'ignore' });
-    child = proc;
-    orphans.add(proc);
-    proc.once('exit', () => orphans.delete(proc));
-    await new Promise<void>((resolve, reject) => {
-      proc.once('spawn', resolve);
-      proc.once('error', (error) =>
-        reject(new Error(`cannot start redis-server (is it on PATH? .ci/run installs it): ${error.message}`)),
-      );
-    });
-    await waitForPort(port, proc);
+    child = spawnTracked('redis-server', args, { stdio: 'ignore' });
+    await whenListening(child, port, 'redis-server');
   };
   const kill = async () => {
     const proc = child;
     child = null;
-    if (!proc || proc.exitCode !== null) return;
-    const exited = new Promise((resolve) => proc.once('exit', resolve));
-    proc.kill('SIGKILL');
-    await exited;
+    if (proc) await stopChild(proc, 'SIGKILL');
   };
 
   await start();

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { parse } from 'yaml';
 import { DEFAULT_CONFIG } from '../../server/config';
 import { NGINX_CONF, parseNginxConfig, testNginxConfig, type NginxDirective } from '../helpers/nginx';
+import { startScriptPath } from '../helpers/process';
 
 /**
  * No Docker engine runs here, so the deployment files are checked by reading them: the
@@ -148,6 +149,10 @@ describe('Dockerfile', () => {
     return all;
   }, []);
   const runtime = stages.at(-1) ?? [];
+  /** The sources of the build stage's `COPY`s from the build context. */
+  const copied = stages[0]
+    .filter((line) => line.startsWith('COPY ') && !line.startsWith('COPY --from'))
+    .flatMap((line) => line.split(/\s+/).slice(1, -1));
   const last = (keyword: string) => runtime.filter((line) => line.startsWith(`${keyword} `)).at(-1) ?? '';
 
   it('builds in one stage and runs from another with production dependencies only', () => {
@@ -175,18 +180,12 @@ describe('Dockerfile', () => {
       .split('\n')
       .map((line) => line.trim())
       .filter((line) => line !== '' && !line.startsWith('#'));
-    const sources = stages[0]
-      .filter((line) => line.startsWith('COPY ') && !line.startsWith('COPY --from'))
-      .flatMap((line) => line.split(/\s+/).slice(1, -1));
-    expect(sources.length).toBeGreaterThan(0);
-    for (const source of sources) expect(ignored).not.toContain(source);
+    expect(copied.length).toBeGreaterThan(0);
+    for (const source of copied) expect(ignored).not.toContain(source);
     expect(ignored).toEqual(expect.arrayContaining(['**/node_modules', 'dist']));
   });
 
   it('copies into the build stage every file and folder `npm run build` reads', () => {
-    const copied = stages[0]
-      .filter((line) => line.startsWith('COPY ') && !line.startsWith('COPY --from'))
-      .flatMap((line) => line.split(/\s+/).slice(1, -1));
     const pkg = JSON.parse(read('package.json')) as { scripts: { build: string } };
     const buildTsconfig = JSON.parse(read('tsconfig.build.json')) as { extends?: string; include?: string[] };
     // The paths the build script names (tsconfig.build.json, the SDK workspace, build scripts),
@@ -203,9 +202,3 @@ describe('Dockerfile', () => {
     }
   });
 });
-
-/** The file package.json's `start` runs (`node <file>`), built or not. */
-function startScriptPath(): string {
-  const pkg = JSON.parse(read('package.json')) as { scripts: { start: string } };
-  return path.join(ROOT, pkg.scripts.start.replace(/^node\s+/, ''));
-}
