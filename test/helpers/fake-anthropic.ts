@@ -1,5 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Waiters } from './wait';
 
 /**
  * A local stand-in for the Anthropic Messages API: a real node:http server that speaks the
@@ -198,25 +199,8 @@ export async function startFakeAnthropic(options: { apiKey?: string } = {}): Pro
   const cutters = new Map<number, () => void>();
   const gates = new Map<number, () => void>();
   const released = new Set<number>();
-  const waiters = new Set<() => void>();
-  const notify = () => [...waiters].forEach((waiter) => waiter());
-
-  const until = <T>(find: () => T | undefined, timeoutMs: number, label: string) =>
-    new Promise<T>((resolve, reject) => {
-      const check = () => {
-        const found = find();
-        if (found === undefined) return;
-        clearTimeout(timer);
-        waiters.delete(check);
-        resolve(found);
-      };
-      const timer = setTimeout(() => {
-        waiters.delete(check);
-        reject(new Error(`fake anthropic: timed out after ${timeoutMs} ms waiting for ${label}`));
-      }, timeoutMs);
-      waiters.add(check);
-      check();
-    });
+  const waiters = new Waiters();
+  const notify = () => waiters.notify();
 
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -305,12 +289,13 @@ export async function startFakeAnthropic(options: { apiKey?: string } = {}): Pro
     requests,
     enqueue: (...replies) => queue.push(...replies),
     respond: (next) => (responder = next),
-    request: (index, timeoutMs = 5000) => until(() => requests[index], timeoutMs, `request ${index}`),
+    request: (index, timeoutMs = 5000) =>
+      waiters.until(() => requests[index], timeoutMs, () => `request ${index} to reach the fake Anthropic API`),
     deltasSent: (index, count, timeoutMs = 5000) =>
-      until(
+      waiters.until(
         () => (requests[index] && requests[index].deltasSent >= count ? requests[index] : undefined),
         timeoutMs,
-        `${count} deltas on request ${index}`,
+        () => `${count} deltas on request ${index} of the fake Anthropic API`,
       ),
     reset: () => {
       requests.length = 0;
