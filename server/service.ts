@@ -53,7 +53,7 @@ export function createService(config: Config, parts: ServiceParts = {}): Service
   const bus = parts.bus ?? defaultBus(config, log);
   const model = parts.model ?? createModel(config, log);
   const registry = parts.registry ?? createDefaultRegistry({ maxEventsPerSession: config.maxEventsPerSession });
-  const runs = new RunManager({ bus, model, log, metrics, runLeaseMs: config.runLeaseMs });
+  const runs = new RunManager({ bus, model, log, metrics, runLeaseMs: config.runLeaseMs, maxRuns: config.maxRuns });
   const streams = new StreamRegistry({
     maxStreams: config.maxStreams,
     retryMs: config.retryMs,

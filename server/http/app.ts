@@ -11,7 +11,6 @@ import { demoAssetRoute, demoPageRoute } from './demo-page';
 import { errorHandler, HttpError, notFound } from './errors';
 import { executeRoute } from './execute-route';
 import { healthzRoute, metricsRoute, readyzRoute } from './health-routes';
-import { RunSlots } from './run-slots';
 import { sessionAccess } from './session-access';
 import { cancelRoute, historyRoute } from './session-routes';
 import type { StreamRegistry } from './stream-registry';
@@ -85,9 +84,8 @@ export function createApp(deps: AppDeps): Express {
 
   // Any content type is read as JSON: `curl -d '{...}'` without a header should just work.
   const json = express.json({ limit: config.bodyLimitBytes, type: () => true, strict: false });
-  const slots = new RunSlots(config.maxRuns);
   const retryAfterS = Math.ceil(config.retryMs / 1000);
-  app.post('/execute', json, executeRoute({ runs, registry, bus, slots, retryAfterS }));
+  app.post('/execute', json, executeRoute({ runs, registry, bus, retryAfterS }));
   app.all('/execute', methodNotAllowed('POST'));
 
   app.get('/timeline/:sessionId', access, historyRoute(bus));

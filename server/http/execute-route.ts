@@ -1,21 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import type { RequestHandler } from 'express';
 import type { ExecuteAccepted, ExecuteResult } from '../../client-sdk/src/types';
-import { SessionConflictError, type RunManager } from '../runs/run-manager';
+import { SessionConflictError, TooManyRunsError, type RunManager } from '../runs/run-manager';
 import type { TimelineBus } from '../timeline/bus';
 import type { WorkflowRegistry } from '../workflows/registry';
 import { callerOf } from './auth';
 import { HttpError, sendError } from './errors';
 import { parseExecuteRequest } from './execute-request';
-import type { RunSlots } from './run-slots';
 import { assertSessionAccess } from './session-access';
 
 export interface ExecuteRouteDeps {
   runs: RunManager;
   registry: WorkflowRegistry;
   bus: TimelineBus;
-  /** `MAX_RUNS`; beyond it, `503 too_many_runs`. */
-  slots: RunSlots;
   /** `Retry-After` of a `503 too_many_runs`, in seconds. */
   retryAfterS: number;
 }
@@ -27,21 +24,18 @@ function wantsAsync(prefer: string | undefined): boolean {
 }
 
 /** `POST /execute`: claims the session, runs the workflow, answers at the end or at once (202). */
-export function executeRoute({ runs, registry, bus, slots, retryAfterS }: ExecuteRouteDeps): RequestHandler {
+export function executeRoute({ runs, registry, bus, retryAfterS }: ExecuteRouteDeps): RequestHandler {
   return async (req, res) => {
     const command = parseExecuteRequest(req.body, registry);
     const sessionId = command.sessionId ?? randomUUID();
-    if (!slots.tryTake()) {
-      throw new HttpError(503, 'too_many_runs', 'This instance has too many running workflows', {
-        headers: { 'Retry-After': String(retryAfterS) },
-      });
-    }
+    await assertSessionAccess(bus, sessionId, callerOf(res));
     let run;
     try {
-      await assertSessionAccess(bus, sessionId, callerOf(res));
       run = await runs.start(sessionId, command.workflow, command.input);
     } catch (error) {
-      slots.release();
+      if (error instanceof TooManyRunsError) {
+        throw new HttpError(503, 'too_many_runs', error.message, { headers: { 'Retry-After': String(retryAfterS) } });
+      }
       if (error instanceof SessionConflictError) {
         throw new HttpError(409, 'session_conflict', `Session ${sessionId} is already running or finished`, {
           sessionId,
@@ -49,7 +43,6 @@ export function executeRoute({ runs, registry, bus, slots, retryAfterS }: Execut
       }
       throw error;
     }
-    void run.finished.finally(() => slots.release());
 
     if (wantsAsync(req.get('prefer'))) {
       const accepted: ExecuteAccepted = { session_id: sessionId, stream_url: `/timeline/stream/${sessionId}` };

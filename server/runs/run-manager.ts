@@ -15,6 +15,8 @@ export interface RunManagerOptions {
   metrics: Metrics;
   /** Lease of a run owner, renewed at a third of it. Defaults to `10000`. */
   runLeaseMs?: number;
+  /** `MAX_RUNS`: runs executing (or being claimed) at once; beyond it `start` throws `TooManyRunsError`. */
+  maxRuns: number;
 }
 
 export interface RunSummary {
@@ -46,6 +48,14 @@ export class SessionConflictError extends Error {
   }
 }
 
+/** The instance runs `MAX_RUNS` already: the caller answers `503 too_many_runs`. */
+export class TooManyRunsError extends Error {
+  constructor() {
+    super('This instance has too many running workflows');
+    this.name = 'TooManyRunsError';
+  }
+}
+
 /** Starts workflow runs on this instance and guarantees each ends with exactly one `done`. */
 export class RunManager {
   /** Identifies this instance as a run owner (the run lock's value). */
@@ -53,6 +63,8 @@ export class RunManager {
   private readonly active = new Map<string, ActiveRun>();
   private readonly leaseMs: number;
   private readonly stopListening: () => void;
+  /** Starts awaiting their claim: counted against `maxRuns` with the active runs. */
+  private claiming = 0;
   /** Set once a shutdown's grace period is over: runs still going (or starting) end as `shutdown`. */
   private graceOver = false;
 
@@ -76,7 +88,12 @@ export class RunManager {
       message: `Workflow ${workflow.name} started`,
       details: { workflow: workflow.name, project_id: input.project_id, query: input.query },
     });
-    const claimed = await this.options.bus.claimRun(sessionId, this.ownerId, this.leaseMs, first);
+    // Checked and counted before any await, so concurrent starts cannot overshoot the limit.
+    if (this.active.size + this.claiming >= this.options.maxRuns) throw new TooManyRunsError();
+    this.claiming += 1;
+    const claimed = await this.options.bus.claimRun(sessionId, this.ownerId, this.leaseMs, first).finally(() => {
+      this.claiming -= 1;
+    });
     if (!claimed) throw new SessionConflictError(sessionId);
     this.options.metrics.eventsPublished.inc();
     const controller = new AbortController();
