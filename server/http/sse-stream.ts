@@ -37,7 +37,6 @@ const EXPIRED_DATA = JSON.stringify({ code: 'idle_timeout' } satisfies ExpiredPa
  */
 export class SseStream implements TimedStream {
   lastWriteTick: number;
-  keepAliveDueTick = -1;
   private closeListener: (() => void) | null = null;
   private ended = false;
   private closed = false;

@@ -10,8 +10,6 @@ const TICKS_PER_INTERVAL = 16;
 export interface TimedStream {
   /** `StreamTimers.tick` when the stream last wrote; the stream sets it on every write. */
   lastWriteTick: number;
-  /** Owned by `StreamTimers`: the tick of the stream's next keep-alive check, `-1` if none. */
-  keepAliveDueTick: number;
   /** Writes a keep-alive comment (which sets `lastWriteTick`). */
   ping(): void;
   /** The session had no run within the idle timeout: the stream says so and ends. */
@@ -32,20 +30,19 @@ export interface StreamTimersOptions {
  * A timeout and an interval per stream were a large part of a stream's memory and of the CPU
  * to open one; here a stream costs a place in two sets and a number it updates on each write.
  *
- * Pings: a timing wheel. A stream is filed under the tick at which it will have been silent
- * for a keep-alive interval; when that tick comes, it is pinged if it wrote nothing since,
- * else filed again after its last write. Each stream's pings follow its own activity, so the
- * instance's streams are not all pinged in the same tick.
+ * Pings: each tick pings the streams silent for `pingTicks`. Each stream's pings follow its own
+ * activity, so the instance's streams are not all pinged in the same tick. Walking them all is
+ * a comparison per stream per tick: 10,000 streams cost well under a millisecond a tick.
  * Expiry: waiting streams in open order, which is also deadline order.
  */
 export class StreamTimers<S extends TimedStream = TimedStream> {
   /** Ticks since the timers started, derived from the clock so a late timer catches up. */
   tick = 0;
   private readonly periodMs: number;
-  /** Ticks from a stream's last write to its keep-alive check (0: no pings). */
+  /** Ticks of silence after which a stream is pinged (0: no pings). */
   private readonly pingTicks: number;
-  /** Slot `t % slots.length`: the streams whose keep-alive check is due at tick `t`. */
-  private readonly slots: Array<Set<S> | undefined>;
+  /** The streams pinged while idle. */
+  private readonly pinged = new Set<S>();
   /** Waiting streams and when they expire, in insertion (hence deadline) order. */
   private readonly waiting = new Map<S, number>();
   private readonly idleTimeoutMs: number | null;
@@ -62,7 +59,6 @@ export class StreamTimers<S extends TimedStream = TimedStream> {
     // A stream checked `pingTicks` after its last write was silent for at most
     // (pingTicks + 1) periods: the write may have come a period after the tick it recorded.
     this.pingTicks = keepAliveMs === null ? 0 : Math.max(1, Math.floor(keepAliveMs / this.periodMs) - 1);
-    this.slots = new Array(this.pingTicks + 1);
   }
 
   private get enabled(): boolean {
@@ -73,7 +69,7 @@ export class StreamTimers<S extends TimedStream = TimedStream> {
   add(stream: S, waiting: boolean): void {
     if (!this.enabled) return;
     this.timer ??= this.start();
-    if (this.pingTicks > 0) this.file(stream, stream.lastWriteTick + this.pingTicks);
+    if (this.pingTicks > 0) this.pinged.add(stream);
     if (waiting && this.idleTimeoutMs !== null) this.waiting.set(stream, this.now() + this.idleTimeoutMs);
   }
 
@@ -84,20 +80,14 @@ export class StreamTimers<S extends TimedStream = TimedStream> {
 
   remove(stream: S): void {
     this.waiting.delete(stream);
-    if (stream.keepAliveDueTick >= 0) {
-      this.slots[stream.keepAliveDueTick % this.slots.length]?.delete(stream);
-      stream.keepAliveDueTick = -1;
-    }
+    this.pinged.delete(stream);
   }
 
   /** Stops the ticker and forgets every stream. */
   close(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    for (const slot of this.slots) {
-      for (const stream of slot ?? []) stream.keepAliveDueTick = -1;
-      slot?.clear();
-    }
+    this.pinged.clear();
     this.waiting.clear();
   }
 
@@ -110,34 +100,14 @@ export class StreamTimers<S extends TimedStream = TimedStream> {
   }
 
   private onTimer(): void {
-    const target = Math.floor((this.now() - this.origin) / this.periodMs);
-    // After a long stall every slot is due once; no need to walk each missed tick.
-    if (target - this.tick > this.slots.length) this.tick = target - this.slots.length;
-    while (this.tick < target) {
-      this.tick += 1;
-      if (this.pingTicks > 0) this.checkKeepAlive(this.tick);
+    // From the clock, not counted: after a stall, an idle stream is pinged once, at once.
+    this.tick = Math.floor((this.now() - this.origin) / this.periodMs);
+    if (this.pingTicks > 0) {
+      for (const stream of this.pinged) {
+        if (this.tick - stream.lastWriteTick >= this.pingTicks) stream.ping();
+      }
     }
     if (this.waiting.size > 0) this.expireDue(this.now());
-  }
-
-  private checkKeepAlive(tick: number): void {
-    const slot = this.slots[tick % this.slots.length];
-    if (!slot || slot.size === 0) return;
-    // Refiling never targets this slot (due ticks are 1..pingTicks ahead), so it is safe
-    // to walk it and clear it afterwards.
-    for (const stream of slot) {
-      if (tick - stream.lastWriteTick >= this.pingTicks) stream.ping();
-      this.file(stream, stream.lastWriteTick + this.pingTicks);
-    }
-    slot.clear();
-  }
-
-  /** Files `stream` for a check at `dueTick`, which is at most `pingTicks` ahead (writes record past ticks). */
-  private file(stream: S, dueTick: number): void {
-    const due = Math.max(dueTick, this.tick + 1);
-    stream.keepAliveDueTick = due;
-    const index = due % this.slots.length;
-    (this.slots[index] ??= new Set()).add(stream);
   }
 
   private expireDue(now: number): void {

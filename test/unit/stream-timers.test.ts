@@ -3,7 +3,6 @@ import { StreamTimers, type TimedStream } from '../../server/http/stream-timers'
 /** A stream that records when it wrote (the clock is jest's fake one). */
 class RecordingStream implements TimedStream {
   lastWriteTick: number;
-  keepAliveDueTick = -1;
   readonly writes: number[] = [];
   readonly pings: number[] = [];
   expiredAt: number | null = null;
