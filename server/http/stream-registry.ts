@@ -9,12 +9,12 @@ export interface RegisteredStream extends TimedStream {
 export interface StreamRegistryOptions {
   /** `MAX_STREAMS`: open streams (and streams being set up) this instance takes. */
   maxStreams: number;
-  /** `RETRY_MS`, the ceiling of the shutdown hint. Defaults to `2000`. */
-  retryMs?: number;
-  /** `KEEPALIVE_MS`; `null`: no pings. Defaults to `null`. */
-  keepAliveMs?: number | null;
-  /** `STREAM_IDLE_TIMEOUT_MS`; `null`: a waiting stream never expires. Defaults to `null`. */
-  idleTimeoutMs?: number | null;
+  /** `RETRY_MS`, the ceiling of the shutdown hint. */
+  retryMs: number;
+  /** `KEEPALIVE_MS`; `null`: no pings. */
+  keepAliveMs: number | null;
+  /** `STREAM_IDLE_TIMEOUT_MS`; `null`: a waiting stream never expires. */
+  idleTimeoutMs: number | null;
 }
 
 /**
@@ -50,8 +50,8 @@ export class StreamRegistry {
 
   constructor(options: StreamRegistryOptions) {
     this.maxStreams = options.maxStreams;
-    this.retryMs = options.retryMs ?? 2000;
-    this.timers = new StreamTimers({ keepAliveMs: options.keepAliveMs ?? null, idleTimeoutMs: options.idleTimeoutMs ?? null });
+    this.retryMs = options.retryMs;
+    this.timers = new StreamTimers(options);
   }
 
   get size(): number {
