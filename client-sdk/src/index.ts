@@ -1,6 +1,6 @@
 export { TimelineClient } from './client.js';
 export type { ExecuteOptions, FollowOptions, RunRequest, TimelineClientOptions } from './client.js';
-export type { TimelineRun, RunCallbacks, RunOptions } from './run.js';
+export type { ConnectionState, TimelineRun, RunCallbacks, RunOptions } from './run.js';
 export { TimelineError } from './errors.js';
 export type { ClientErrorCode } from './errors.js';
 export type { ReconnectOptions } from './backoff.js';

@@ -2,6 +2,9 @@ import { abortedError, TimelineError } from './errors.js';
 import type { StreamSink } from './session-stream.js';
 import type { DoneRecord, GapPayload, TimelineEvent } from './types.js';
 
+/** The stream's connection: `live` from each `ready`, `reconnecting` from a drop to the next `ready`. */
+export type ConnectionState = 'live' | 'reconnecting';
+
 /**
  * Callbacks of a run, for callback-style apps. Each may also be assigned on the handle right
  * after `execute()`/`follow()` returns: nothing is delivered before the first network answer.
@@ -17,6 +20,12 @@ export interface RunCallbacks {
   onDone?: ((done: DoneRecord) => void) | null;
   /** The run could not be followed to its end (see {@link TimelineError}'s `code`). */
   onError?: ((error: TimelineError) => void) | null;
+  /**
+   * The stream's connection changed, e.g. for a "reconnecting…" line: `live` once a
+   * (re)connection is ready, `reconnecting` when it dropped and the SDK is about to resume.
+   * Not called once the run has ended, nor for a failure that ends it.
+   */
+  onConnection?: ((state: ConnectionState) => void) | null;
 }
 
 export interface RunOptions extends RunCallbacks {
@@ -72,11 +81,13 @@ export class TimelineRun<R = unknown> implements AsyncIterable<TimelineEvent> {
   onGap: RunCallbacks['onGap'];
   onDone: RunCallbacks['onDone'];
   onError: RunCallbacks['onError'];
+  onConnection: RunCallbacks['onConnection'];
   /** Every gap reported so far, so an app that only iterates can still see data was lost. */
   readonly gaps: GapPayload[] = [];
 
   #lastEventId: string | null;
   #outcome: Outcome | null = null;
+  #connection: ConnectionState | null = null;
   #result: Promise<R> | null = null;
   #settleResult: (() => void) | null = null;
   readonly #controller = new AbortController();
@@ -98,6 +109,7 @@ export class TimelineRun<R = unknown> implements AsyncIterable<TimelineEvent> {
     this.onGap = options.onGap;
     this.onDone = options.onDone;
     this.onError = options.onError;
+    this.onConnection = options.onConnection;
     this.#lastEventId = options.lastEventId ?? null;
     this.#cancel = driver.cancel;
 
@@ -110,7 +122,8 @@ export class TimelineRun<R = unknown> implements AsyncIterable<TimelineEvent> {
       controller.signal.addEventListener('abort', () => signal.removeEventListener('abort', abort), { once: true });
     }
     const sink: StreamSink = {
-      ready: () => undefined,
+      ready: () => this.#connect('live'),
+      reconnecting: () => this.#connect('reconnecting'),
       event: (event) => this.#deliver(event),
       gap: (gap) => {
         this.gaps.push(gap);
@@ -198,6 +211,12 @@ export class TimelineRun<R = unknown> implements AsyncIterable<TimelineEvent> {
     this.#queue?.push(event);
     this.#pump();
     invoke(this.onEvent, event);
+  }
+
+  #connect(state: ConnectionState): void {
+    if (this.#outcome || this.#connection === state) return;
+    this.#connection = state;
+    invoke(this.onConnection, state);
   }
 
   #finish(outcome: Outcome): void {

@@ -11,6 +11,8 @@ import type { DonePayload, DoneRecord, GapPayload, ReadyPayload, TimelineEvent }
 export interface StreamSink {
   /** Every (re)connection's first frame. */
   ready(ready: ReadyPayload): void;
+  /** A connection dropped (or was refused) and another attempt follows. */
+  reconnecting(): void;
   /** Each timeline event exactly once, in order, across reconnections. */
   event(event: TimelineEvent): void;
   /** Events between `after` and `first_available` are gone from the server's log. */
@@ -85,6 +87,7 @@ export class SessionStream {
           { status: drop.error.status, cause: drop.error },
         );
       }
+      this.sink.reconnecting();
       const backoff = reconnectDelay(failedInARow + 1, this.baseDelayMs, reconnect.maxDelayMs, random);
       await sleep(Math.max(backoff, drop.retryAfterMs ?? 0), signal, () => abortedError(signal));
     }

@@ -1,5 +1,5 @@
 import { TimelineError } from '../../client-sdk/src';
-import type { TimelineRun } from '../../client-sdk/src/run';
+import type { ConnectionState, TimelineRun } from '../../client-sdk/src/run';
 import type { DoneRecord, GapPayload, TimelineEvent } from '../../client-sdk/src/types';
 import { within } from './wait';
 
@@ -12,15 +12,17 @@ export interface Recorded {
   gaps: GapPayload[];
   done: DoneRecord[];
   errors: TimelineError[];
+  connection: ConnectionState[];
 }
 
 /** Records what a run hands to its callbacks (replacing any set before). */
 export function record(run: TimelineRun): Recorded {
-  const recorded: Recorded = { events: [], gaps: [], done: [], errors: [] };
+  const recorded: Recorded = { events: [], gaps: [], done: [], errors: [], connection: [] };
   run.onEvent = (event) => recorded.events.push(event);
   run.onGap = (gap) => recorded.gaps.push(gap);
   run.onDone = (done) => recorded.done.push(done);
   run.onError = (error) => recorded.errors.push(error);
+  run.onConnection = (state) => recorded.connection.push(state);
   return recorded;
 }
 

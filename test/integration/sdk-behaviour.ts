@@ -122,6 +122,7 @@ export function describeSdkBehaviour(name: string, startServer: StartSdkServer):
       expect(seen.done).toEqual([stored.done]);
       expect(seen.gaps).toEqual([]);
       expect(seen.errors).toEqual([]);
+      expect(seen.connection).toEqual(['live', 'reconnecting', 'live', 'reconnecting', 'live']);
 
       // The cuts really broke the stream, and each reconnect resumed where delivery stood.
       const streams = proxy.requests.filter((request) => request.path.startsWith('/timeline/stream/'));

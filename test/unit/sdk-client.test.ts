@@ -1,4 +1,4 @@
-import { TimelineClient, TimelineError, type TimelineClientOptions } from '../../client-sdk/src';
+import { TimelineClient, TimelineError, type ConnectionState, type TimelineClientOptions } from '../../client-sdk/src';
 import type { TimelineEvent } from '../../client-sdk/src/types';
 import {
   doneFrame,
@@ -301,6 +301,40 @@ describe('resuming a dropped stream', () => {
     stream.send(readyFrame(FOLLOWED, 'running') + doneFrame('9-0', { status: 'completed' }));
     await settle(run);
     expect(service.requestsTo('/timeline/stream/')).toHaveLength(2);
+  });
+
+  it('tells onConnection: live at ready, reconnecting once per outage, then live again', async () => {
+    const { service, client } = setup();
+    const states: ConnectionState[] = [];
+    const run = client.follow(FOLLOWED, { onConnection: (state) => states.push(state) });
+    const first = await service.nextStream();
+    first.send(readyFrame(FOLLOWED, 'running') + eventFrames(FOLLOWED, 1, 1));
+    await nextEvent(run, (event) => event.seq === 1, 'event 1');
+    expect(states).toEqual(['live']);
+
+    // A drop, then a refused attempt: one outage, one `reconnecting`.
+    service.streamAnswers.push(() => errorJson(503, 'bus_unavailable'));
+    first.cut();
+    const second = await service.nextStream();
+    expect(service.requestsTo('/timeline/stream/')).toHaveLength(3);
+    expect(states).toEqual(['live', 'reconnecting']);
+    second.send(readyFrame(FOLLOWED, 'running') + eventFrames(FOLLOWED, 2, 2));
+    await nextEvent(run, (event) => event.seq === 2, 'event 2');
+    expect(states).toEqual(['live', 'reconnecting', 'live']);
+
+    second.send(doneFrame(eventId(3), { status: 'completed' }));
+    expect(await settle(run)).toEqual({ result: undefined });
+    expect(states).toEqual(['live', 'reconnecting', 'live']);
+  });
+
+  it('tells onConnection nothing for a failure that ends the run', async () => {
+    const { service, client } = setup();
+    const states: ConnectionState[] = [];
+    const run = client.follow(FOLLOWED, { onConnection: (state) => states.push(state) });
+    const stream = await service.nextStream();
+    stream.send(readyFrame(FOLLOWED) + 'event: expired\ndata: {"code":"idle_timeout"}\n\n');
+    expect((await settle(run)).error?.code).toBe('expired');
+    expect(states).toEqual(['live']);
   });
 });
 
