@@ -1,5 +1,11 @@
-import { TimelineClient, type DoneRecord, type RunRequest, type TimelineError, type TimelineRun } from '@timeline/client';
-import { watchStreamConnection, type ConnectionState } from './connection-watch';
+import {
+  TimelineClient,
+  type ConnectionState,
+  type DoneRecord,
+  type RunRequest,
+  type TimelineError,
+  type TimelineRun,
+} from '@timeline/client';
 import { TimelineView } from './timeline-view';
 
 type RunStatus = 'idle' | 'starting' | 'running' | 'cancelling' | 'completed' | 'failed' | 'cancelled' | 'error';
@@ -15,7 +21,9 @@ const STATUS_TEXT: Record<RunStatus, string> = {
   error: 'could not follow the run',
 };
 
-const CONNECTION_TEXT: Record<ConnectionState | 'closed', string> = {
+type ConnectionView = 'connecting' | ConnectionState | 'closed';
+
+const CONNECTION_TEXT: Record<ConnectionView, string> = {
   connecting: 'connecting…',
   live: 'live',
   reconnecting: 'reconnecting…',
@@ -64,7 +72,7 @@ function setStatus(status: RunStatus, detail?: string): void {
   ui.status.textContent = detail ? `${STATUS_TEXT[status]}: ${detail}` : STATUS_TEXT[status];
 }
 
-function setConnection(state: ConnectionState | 'closed'): void {
+function setConnection(state: ConnectionView): void {
   ui.connection.dataset.state = state;
   ui.connection.textContent = CONNECTION_TEXT[state];
 }
@@ -149,23 +157,22 @@ function start(request: RunRequest, token: string): void {
   ui.eventCount.textContent = '0';
   showNotice(null);
 
-  let run: TimelineRun | null = null;
   const client = new TimelineClient({
     baseUrl: BASE_URL,
     headers: token ? { Authorization: `Bearer ${token}` } : undefined,
-    fetch: watchStreamConnection(setConnection, () => run?.finished ?? true),
   });
-  run = client.execute(request, {
+  const run = client.execute(request, {
     onEvent: (event) => {
       // Stay at the newest step unless the reader scrolled up to look at an older one.
       const list = ui.timeline;
       const atEnd = list.scrollHeight - list.scrollTop - list.clientHeight < 48;
-      if (!view.add(event)) return;
+      view.add(event);
       ui.eventCount.textContent = String(view.count);
       if (ui.status.dataset.status === 'starting') setStatus('running');
       if (atEnd) list.scrollTop = list.scrollHeight;
     },
     onGap: () => view.addNotice('Some earlier events had expired from the log before this page could read them.'),
+    onConnection: setConnection,
     onDone,
     onError,
   });

@@ -25,12 +25,12 @@ function keyed<T extends HTMLElement>(node: T, event: TimelineEvent): T {
 
 /**
  * The live timeline: one row per step, and model text (`AGENT_TOKEN`) streamed into the card
- * of the agent that is speaking instead of a row per chunk. Every event is rendered once,
- * keyed by its `event_id`, whatever a reconnect or a replay delivers again.
+ * of the agent that is speaking instead of a row per chunk. The SDK hands over each event
+ * once, in order, across reconnects, so each is simply rendered.
  */
 export class TimelineView {
   readonly #list: HTMLOListElement;
-  readonly #rendered = new Set<string>();
+  #count = 0;
   /** The text area of each agent's latest card, where its tokens go. */
   readonly #cards = new Map<string, HTMLElement>();
 
@@ -40,34 +40,31 @@ export class TimelineView {
 
   /** How many events were rendered (rows and token chunks). */
   get count(): number {
-    return this.#rendered.size;
+    return this.#count;
   }
 
   clear(): void {
     this.#list.replaceChildren();
-    this.#rendered.clear();
+    this.#count = 0;
     this.#cards.clear();
   }
 
-  /** Renders `event` unless it already was; returns whether it was new. */
-  add(event: TimelineEvent): boolean {
-    if (this.#rendered.has(event.event_id)) return false;
-    this.#rendered.add(event.event_id);
+  add(event: TimelineEvent): void {
+    this.#count += 1;
     const agent = event.agent_name ?? '';
     if (event.type === 'AGENT_TOKEN') {
       const text = typeof event.details?.text === 'string' ? event.details.text : '';
       const chunk = keyed(element('span', 'token', text), event);
       // A card whose start was trimmed from the log (a gap) is opened by the first token, unkeyed.
       (this.#cards.get(agent) ?? this.#openCard(event, false)).append(chunk);
-      return true;
+      return;
     }
     if (event.type === 'AGENT_START') {
       this.#openCard(event);
-      return true;
+      return;
     }
     this.#list.append(this.#row(event));
     if (event.type === 'AGENT_COMPLETE' || event.type === 'AGENT_MESSAGE') this.#closeCard(agent);
-    return true;
   }
 
   /** A line that is not an event (events lost to a trimmed log, say). */
