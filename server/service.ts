@@ -60,10 +60,9 @@ export function createService(config: Config, parts: ServiceParts = {}): Service
     keepAliveMs: config.keepAliveMs,
     idleTimeoutMs: config.streamIdleTimeoutMs,
   });
-  let draining = false;
-  const app = createApp({ config, bus, runs, registry, streams, metrics, log, isDraining: () => draining });
-  let server: Server | null = null;
   let closing: Promise<void> | null = null;
+  const app = createApp({ config, bus, runs, registry, streams, metrics, log, isDraining: () => closing !== null });
+  let server: Server | null = null;
 
   const listen = (port = config.port) =>
     new Promise<number>((resolve, reject) => {
@@ -73,7 +72,6 @@ export function createService(config: Config, parts: ServiceParts = {}): Service
     });
 
   const shutdown = async () => {
-    draining = true;
     const stopAccepting = server
       ? new Promise<void>((resolve) => (server as Server).close(() => resolve()))
       : Promise.resolve();
