@@ -23,6 +23,8 @@ export interface RedisServer {
   start(): Promise<void>;
   /** `kill` then `start`. */
   restart(): Promise<void>;
+  /** Kills the server, awaits `work`, then starts it again, even when `work` fails. */
+  whileDown<T>(work: () => Promise<T>): Promise<T>;
   /** A plain client of its own, for assertions (CLIENT LIST, PUBSUB, KEYS). */
   admin(): Redis;
   /** Stops it for good and removes its files. */
@@ -56,6 +58,14 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
     restart: async () => {
       await kill();
       await start();
+    },
+    whileDown: async (work) => {
+      await kill();
+      try {
+        return await work();
+      } finally {
+        await start();
+      }
     },
     admin: () => {
       const client = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 1, lazyConnect: false });

@@ -1,10 +1,10 @@
 import type { Config } from '../../server/config';
 import { MemoryBus } from '../../server/timeline/memory-bus';
 import { RedisBus } from '../../server/timeline/redis-bus';
-import { cancelSession, expectJsonError, getHistory, request } from '../helpers/api';
+import { cancelSession, executeAsync, expectJsonError, getHistory, request } from '../helpers/api';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server';
 import { execute, newSessionId, startRedisService, startService, synthetic, type RunningService } from '../helpers/service';
-import { isNamed, openSse, timelineEvents, type SseReader, seqAtLeast, openReady } from '../helpers/sse-reader';
+import { isNamed, openSse, timelineEvents, type SseReader, seqAtLeast, streamFollower } from '../helpers/sse-reader';
 import { range, seqs } from '../helpers/timeline-fixtures';
 import { waitUntil } from '../helpers/wait';
 
@@ -21,6 +21,8 @@ describe('two instances on one Redis', () => {
     // Both selected by REDIS_URL, as `npm start` does; a fast reconnect for the restart tests.
     [a, b] = await Promise.all([startInstance(), startInstance()]);
   });
+  const streams = streamFollower();
+  afterEach(() => streams.closeAll());
   afterAll(async () => {
     await Promise.all([a?.close(), b?.close()]);
     await redis?.stop();
@@ -31,9 +33,8 @@ describe('two instances on one Redis', () => {
 
   const streamUrl = (svc: RunningService, sessionId: string) => `${svc.url}/timeline/stream/${sessionId}`;
 
-  /** Opens a stream and waits for `ready`, so no live event can be missed after it. */
   const follow = (svc: RunningService, sessionId: string, headers: Record<string, string> = {}) =>
-    openReady(streamUrl(svc, sessionId), { headers });
+    streams.follow(svc.url, sessionId, headers);
 
   const seqsOf = (reader: SseReader) => seqs(timelineEvents<Ev>(reader));
 
@@ -116,14 +117,8 @@ describe('two instances on one Redis', () => {
   it('lets exactly one of two instances start a session id; the other answers 409 session_conflict', async () => {
     for (let round = 0; round < 10; round++) {
       const sessionId = newSessionId();
-      const body = JSON.stringify(synthetic(sessionId, { events: 1 }));
-      const post = (svc: RunningService) =>
-        request(`${svc.url}/execute`, {
-          method: 'POST',
-          headers: { 'Content-Type': 'application/json', Prefer: 'respond-async' },
-          body,
-        });
-      const responses = await Promise.all([post(a), post(b)]);
+      const body = synthetic(sessionId, { events: 1 });
+      const responses = await Promise.all([executeAsync(a.url, body), executeAsync(b.url, body)]);
       const statuses = responses.map((response) => response.status).sort();
       expect(statuses).toEqual([202, 409]);
       expectJsonError(responses.find((response) => response.status === 409)!, 409, 'session_conflict');
@@ -174,16 +169,13 @@ describe('two instances on one Redis', () => {
 
   it('reports not ready while Redis is down and ready again once it is back', async () => {
     expect((await request(`${a.url}/readyz`)).status).toBe(200);
-    await redis.kill();
-    try {
+    await redis.whileDown(async () => {
       const down = await request(`${a.url}/readyz`);
       expectJsonError(down, 503, 'not_ready');
       expect((await request(`${a.url}/healthz`)).status).toBe(200);
       const stream = await request(streamUrl(a, newSessionId()));
       expectJsonError(stream, 503, 'bus_unavailable');
-    } finally {
-      await redis.start();
-    }
+    });
     await waitUntil(async () => (await request(`${a.url}/readyz`)).status === 200, { label: 'readyz after Redis is back' });
     await waitUntil(async () => (await request(`${b.url}/readyz`)).status === 200, { label: 'readyz of b' });
   });
@@ -195,13 +187,7 @@ describe('two instances on one Redis', () => {
       const reader = await follow(a, sessionId);
       const run = execute(c.url, synthetic(sessionId, { events: 500, interval_ms: 10 }));
       await reader.waitFor(seqAtLeast(5));
-      await redis.kill();
-      let response: Awaited<typeof run>;
-      try {
-        response = await run;
-      } finally {
-        await redis.start();
-      }
+      const response = await redis.whileDown(() => run);
       expect(response.status).toBe(503);
       expect(response.body).toEqual({
         error: { code: 'bus_unavailable', message: expect.any(String) },

@@ -6,7 +6,7 @@ import { getHistory } from '../helpers/api';
 import { freePort } from '../helpers/process';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server';
 import { execute, newSessionId, startRedisService, synthetic, type RunningService } from '../helpers/service';
-import { isNamed, openReady, seqAtLeast, timelineEvents, type SseReader } from '../helpers/sse-reader';
+import { isNamed, seqAtLeast, streamFollower, timelineEvents } from '../helpers/sse-reader';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy';
 import { draft, range, seqs } from '../helpers/timeline-fixtures';
 import { waitUntil, within } from '../helpers/wait';
@@ -22,14 +22,14 @@ let admin: Redis;
 const buses: RedisBus[] = [];
 const services: RunningService[] = [];
 const proxies: TcpProxy[] = [];
-const readers: SseReader[] = [];
+const streams = streamFollower();
 
 beforeAll(async () => {
   redis = await startRedisServer();
   admin = redis.admin();
 });
 afterEach(async () => {
-  for (const reader of readers.splice(0)) reader.destroy();
+  streams.closeAll();
   await Promise.all([...buses.splice(0).map((bus) => bus.close()), ...services.splice(0).map((svc) => svc.close())]);
   await Promise.all(proxies.splice(0).map((proxy) => proxy.close()));
 });
@@ -140,8 +140,7 @@ describe('run owner death', () => {
     expect(history.status).toBe('failed');
     expectRunLostEnding(history.events, history.done, 3);
 
-    const late = await openReady(`${svc.url}/timeline/stream/${sessionId}`);
-    readers.push(late);
+    const late = await streams.follow(svc.url, sessionId);
     const done = await late.waitFor(isNamed('done'));
     expectRunLostEnding(timelineEvents<Ev>(late), JSON.parse(done.data), 3);
     expect(done.id).toBe(history.done?.id);
@@ -162,8 +161,7 @@ describe('run owner death', () => {
     services.push(owner, observer);
 
     const sessionId = newSessionId();
-    const reader = await openReady(`${observer.url}/timeline/stream/${sessionId}`);
-    readers.push(reader);
+    const reader = await streams.follow(observer.url, sessionId);
     // Two events a minute apart: cut off while it waits, only its lease renewal can tell the
     // owner the session is gone.
     const run = execute(owner.url, synthetic(sessionId, { events: 2, interval_ms: 60_000 }));
@@ -229,20 +227,13 @@ describe('writes while Redis is away', () => {
       const svc = await startRedisService(own.url, { busOutageMs: 300, runLeaseMs: 1000, keepAliveMs: null });
       services.push(svc);
       const sessionId = newSessionId();
-      const live = await openReady(`${svc.url}/timeline/stream/${sessionId}`);
-      const early = await openReady(`${svc.url}/timeline/stream/${sessionId}`);
-      readers.push(live, early);
+      const live = await streams.follow(svc.url, sessionId);
+      const early = await streams.follow(svc.url, sessionId);
       const run = execute(svc.url, synthetic(sessionId, { events: 500, interval_ms: 10 }));
       await early.waitFor(seqAtLeast(3));
       early.destroy(); // a client that drops out early and comes back after the outage
       await live.waitFor(seqAtLeast(8));
-      await own.kill();
-      let response: Awaited<typeof run>;
-      try {
-        response = await run;
-      } finally {
-        await own.start();
-      }
+      const response = await own.whileDown(() => run);
       expect(response.status).toBe(503);
       expect(response.body.error.code).toBe('bus_unavailable');
 
@@ -259,8 +250,7 @@ describe('writes while Redis is away', () => {
 
       // The early client resumes after what Redis lost: an explicit gap, then done.
       const lastId = timelineEvents<Ev>(early).at(-1)?.event_id as string;
-      const resumed = await openReady(`${svc.url}/timeline/stream/${sessionId}`, { headers: { 'Last-Event-ID': lastId } });
-      readers.push(resumed);
+      const resumed = await streams.follow(svc.url, sessionId, { 'Last-Event-ID': lastId });
       const resumedDone = await resumed.waitFor(isNamed('done'));
       expect(resumedDone.id).toBe(done.id);
       expect(resumed.frames.filter((frame) => frame.event !== 'ready').map((frame) => frame.event)).toEqual(['gap', 'done']);
