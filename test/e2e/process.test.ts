@@ -1,9 +1,9 @@
 import http from 'node:http';
 import { EventSource, type ErrorEvent } from 'eventsource';
 import type { DonePayload, ErrorBody, ExecuteResult, TimelineEvent } from '../../client-sdk/src/types';
-import { postExecuteRaw } from '../helpers/api';
-import { newSessionId, synthetic } from '../helpers/service';
-import { isNamed, timelineEvents, type SseFrame, type SseReader, openReady } from '../helpers/sse-reader';
+import { executeAsync, postExecuteRaw } from '../helpers/api';
+import { execute, newSessionId, synthetic } from '../helpers/service';
+import { isNamed, timelineEvents, type SseFrame, type SseReader, openReady, streamFollower } from '../helpers/sse-reader';
 import { within } from '../helpers/wait';
 import { freePort, spawnService, startProcess, stopAllProcesses, type ListeningProcess, type LogLine } from '../helpers/process';
 
@@ -12,20 +12,14 @@ import { freePort, spawnService, startProcess, stopAllProcesses, type ListeningP
  * jest's globalSetup), one child process per test, on real sockets.
  */
 
-const readers: SseReader[] = [];
+const streams = streamFollower();
 const eventSources: EventSource[] = [];
 
 afterEach(async () => {
   for (const source of eventSources.splice(0)) source.close();
-  for (const reader of readers.splice(0)) reader.destroy();
+  streams.closeAll();
   await stopAllProcesses();
 });
-
-async function stream(url: string): Promise<SseReader> {
-  const reader = await openReady(url);
-  readers.push(reader);
-  return reader;
-}
 
 interface Answer<T> {
   status: number;
@@ -35,11 +29,14 @@ interface Answer<T> {
   at: number;
 }
 
-/** POST /execute; snapshots `reader`'s frames the moment the response head arrives. */
-async function post<T>(url: string, body: unknown, reader?: SseReader, headers: Record<string, string> = {}): Promise<Answer<T>> {
+/**
+ * POST /execute; snapshots `reader`'s frames and the time the moment the response head arrives
+ * (`execute` would only return after the body), so orderings against it stay exact.
+ */
+async function post<T>(url: string, body: unknown, reader?: SseReader): Promise<Answer<T>> {
   const response = await fetch(`${url}/execute`, {
     method: 'POST',
-    headers: { 'Content-Type': 'application/json', ...headers },
+    headers: { 'Content-Type': 'application/json' },
     body: JSON.stringify(body),
   });
   const at = Date.now();
@@ -69,7 +66,7 @@ describe('npm start with defaults (in-memory bus, scripted model)', () => {
     expect(await health.json()).toEqual({ status: 'ok' });
 
     const sessionId = newSessionId();
-    const reader = await stream(`${proc.url}/timeline/stream/${sessionId}`);
+    const reader = await streams.follow(proc.url, sessionId);
     const firstToken = reader.waitFor((frame) => eventType(frame) === 'AGENT_TOKEN', 10000, 'AGENT_TOKEN').then(() => [
       ...reader.frames,
     ]);
@@ -132,7 +129,7 @@ describe('npm start with defaults (in-memory bus, scripted model)', () => {
     );
 
     await ready;
-    const answer = await post<ExecuteResult>(proc.url, synthetic(sessionId, { events: 5, interval_ms: 20 }));
+    const answer = await execute(proc.url, synthetic(sessionId, { events: 5, interval_ms: 20 }));
     expect(answer.status).toBe(200);
     const closedBy = await within(closed, 10000, 'the EventSource to close after done');
 
@@ -162,7 +159,7 @@ describe('npm start with defaults (in-memory bus, scripted model)', () => {
 describe('graceful shutdown', () => {
   it.each(['SIGTERM', 'SIGINT'] as const)('%s ends an idle open stream at once and exits 0, well within SHUTDOWN_GRACE_MS', async (signal) => {
     const proc = await startProcess({ SHUTDOWN_GRACE_MS: '20000' });
-    const reader = await stream(`${proc.url}/timeline/stream/${newSessionId()}`);
+    const reader = await streams.follow(proc.url, newSessionId());
 
     const sentAt = Date.now();
     const streamEndedAt = settledAt(reader.ended);
@@ -182,15 +179,13 @@ describe('graceful shutdown', () => {
     const proc = await startProcess({ SHUTDOWN_GRACE_MS: String(graceMs) });
     const syncId = newSessionId();
     const asyncId = newSessionId();
-    const reader = await stream(`${proc.url}/timeline/stream/${syncId}`);
-    const asyncReader = await stream(`${proc.url}/timeline/stream/${asyncId}`);
+    const reader = await streams.follow(proc.url, syncId);
+    const asyncReader = await streams.follow(proc.url, asyncId);
 
     // Two runs that would take a minute: one held by a synchronous POST, one started async.
     const long = { events: 2, interval_ms: 60000 };
     const held = post<ErrorBody>(proc.url, synthetic(syncId, long));
-    const accepted = await post<{ session_id: string }>(proc.url, synthetic(asyncId, long), undefined, {
-      Prefer: 'respond-async',
-    });
+    const accepted = await executeAsync(proc.url, synthetic(asyncId, long));
     expect(accepted.status).toBe(202);
     // Both runs are under way (their first AGENT_MESSAGE was published) before the signal.
     await reader.waitFor((frame) => eventType(frame) === 'AGENT_MESSAGE');
@@ -227,7 +222,7 @@ describe('graceful shutdown', () => {
   it('lets a run that fits in the grace period complete, answers it, then exits 0', async () => {
     const proc = await startProcess({ SHUTDOWN_GRACE_MS: '10000' });
     const sessionId = newSessionId();
-    const reader = await stream(`${proc.url}/timeline/stream/${sessionId}`);
+    const reader = await streams.follow(proc.url, sessionId);
     const held = post<ExecuteResult>(proc.url, synthetic(sessionId, { events: 3, interval_ms: 300 }));
     await reader.waitFor((frame) => eventType(frame) === 'AGENT_MESSAGE');
 
@@ -293,13 +288,11 @@ describe('log output', () => {
     expect(isClientError((await get(`${proc.url}/timeline/stream/${sessionId}?access_token=${apiKey}&lastEventId=x`)).status)).toBe(true);
     expect(isClientError((await get(`${proc.url}/no/such/route?access_token=${wrong(2)}`)).status)).toBe(true);
     // A stream that opens, runs and closes (debug logs on close), and one the client cuts.
-    const reader = await stream(`${proc.url}/timeline/stream/${sessionId}?access_token=${apiKey}`);
-    const answer = await post<ExecuteResult>(proc.url, synthetic(sessionId, { events: 2 }), undefined, {
-      Authorization: `Bearer ${apiKey}`,
-    });
+    const reader = await openReady(`${proc.url}/timeline/stream/${sessionId}?access_token=${apiKey}`);
+    const answer = await execute(proc.url, synthetic(sessionId, { events: 2 }), { Authorization: `Bearer ${apiKey}` });
     expect(answer.status).toBe(200);
     await reader.ended;
-    const cut = await stream(`${proc.url}/timeline/stream/${newSessionId()}?access_token=${apiKey}`);
+    const cut = await openReady(`${proc.url}/timeline/stream/${newSessionId()}?access_token=${apiKey}`);
     cut.destroy();
     const exit = await within(proc.stop('SIGTERM'), 10000, 'the process to exit');
 
