@@ -1,7 +1,7 @@
 import type { LogSlice } from '../../server/timeline/bus';
 import { MemoryBus } from '../../server/timeline/memory-bus';
 import { compareEventIds } from '../../server/timeline/event-id';
-import { cancelSession, expectJsonError, getHistory, metricSample, request } from '../helpers/api';
+import { cancelSession, executeAsync, expectJsonError, getHistory, metricSample, request } from '../helpers/api';
 import { execute, newSessionId, startService, type RunningService, synthetic } from '../helpers/service';
 import { isNamed, openSse, timelineEvents } from '../helpers/sse-reader';
 import { draft, range } from '../helpers/timeline-fixtures';
@@ -56,9 +56,7 @@ describe('session routes', () => {
 
     it('shows a running session as running with done null', async () => {
       const sessionId = newSessionId();
-      const started = await execute(svc.url, synthetic(sessionId, { events: 3, interval_ms: 300 }), {
-        Prefer: 'respond-async',
-      });
+      const started = await executeAsync(svc.url, synthetic(sessionId, { events: 3, interval_ms: 300 }));
       expect(started.status).toBe(202);
       const during = await getHistory(svc.url, sessionId);
       expect(during.status).toBe(200);
@@ -148,9 +146,7 @@ describe('session routes', () => {
   describe('POST /timeline/:sessionId/cancel', () => {
     it('answers 202 cancelling for a running session, whose run then ends cancelled', async () => {
       const sessionId = newSessionId();
-      const started = await execute(svc.url, synthetic(sessionId, { events: 1000, interval_ms: 20 }), {
-        Prefer: 'respond-async',
-      });
+      const started = await executeAsync(svc.url, synthetic(sessionId, { events: 1000, interval_ms: 20 }));
       expect(started.status).toBe(202);
       const cancel = await cancelSession(svc.url, sessionId.toUpperCase());
       expect(cancel.status).toBe(202);
