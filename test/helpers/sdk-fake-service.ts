@@ -1,7 +1,7 @@
 import type { FetchLike } from '../../client-sdk/src/api';
 import type { DonePayload, GapPayload, ReadyPayload, SessionStatus, TimelineEvent } from '../../client-sdk/src/types';
 import { draft, range } from './timeline-fixtures';
-import { within } from './wait';
+import { Waiters } from './wait';
 
 /**
  * A scripted stand-in for the service behind the SDK's injectable `fetch`, for unit tests of
@@ -51,7 +51,7 @@ export class FakeService {
   historyAnswer: Answer = () => errorJson(404, 'session_not_found');
   private readonly streams: FakeStream[] = [];
   private taken = 0;
-  private readonly waiters = new Set<() => void>();
+  private readonly waiters = new Waiters();
 
   readonly fetch: FetchLike = async (url, init) => {
     const request: FakeRequest = {
@@ -64,7 +64,7 @@ export class FakeService {
     };
     if (request.signal?.aborted) throw request.signal.reason;
     this.requests.push(request);
-    this.notify();
+    this.waiters.notify();
     const path = new URL(url).pathname;
     if (path.startsWith('/timeline/stream/')) {
       const answer = this.streamAnswers.shift();
@@ -100,24 +100,7 @@ export class FakeService {
 
   /** Resolves with what `find` returns once it is defined, checked after every request and stream. */
   private waitFor<T>(find: () => T | undefined, timeoutMs: number, label: string): Promise<T> {
-    return within(
-      new Promise<T>((resolve) => {
-        const check = () => {
-          const found = find();
-          if (found === undefined) return;
-          this.waiters.delete(check);
-          resolve(found);
-        };
-        this.waiters.add(check);
-        check();
-      }),
-      timeoutMs,
-      label,
-    );
-  }
-
-  private notify(): void {
-    for (const waiter of [...this.waiters]) waiter();
+    return this.waiters.until(find, timeoutMs, () => label);
   }
 
   private openStream(request: FakeRequest): Response {
@@ -162,8 +145,12 @@ export class FakeService {
         return isClosed;
       },
     };
-    this.streams.push(stream);
-    this.notify();
+    // Handed to the test only once the SDK holds the response and reads its body: data sent and
+    // then cut at once must reach the SDK before the error, as it does from a real socket.
+    setImmediate(() => {
+      this.streams.push(stream);
+      this.waiters.notify();
+    });
     return new Response(body, { status: 200, headers: { 'Content-Type': 'text/event-stream' } });
   }
 }
