@@ -4,7 +4,7 @@ import type { LiveListener, LogEntry, TimelineBus } from '../../server/timeline/
 import { compareEventIds, isEventId } from '../../server/timeline/event-id';
 import { SessionFeed, type FeedSink } from '../../server/timeline/session-feed';
 import { draft } from '../helpers/timeline-fixtures';
-import { waitUntil, within } from '../helpers/wait';
+import { Waiters, waitUntil, within } from '../helpers/wait';
 
 /** Retention settings every bus implementation takes. */
 export interface BusBehaviourOptions {
@@ -48,25 +48,20 @@ function expectIncreasing(list: string[]): void {
 /** Something that collects entries as they come and can be awaited on. */
 class Collector {
   readonly entries: LogEntry[] = [];
-  private readonly waiters = new Set<() => void>();
+  private readonly waiters = new Waiters();
 
   push(entry: LogEntry): void {
     this.entries.push(entry);
-    for (const waiter of [...this.waiters]) waiter();
+    this.waiters.notify();
   }
 
   /** Resolves once `check` holds, or fails after `WAIT_MS` showing what arrived. */
-  until(check: (entries: LogEntry[]) => boolean, label: string): Promise<void> {
-    const reached = new Promise<void>((resolve) => {
-      const test = () => {
-        if (!check(this.entries)) return;
-        this.waiters.delete(test);
-        resolve();
-      };
-      this.waiters.add(test);
-      test();
-    });
-    return within(reached, WAIT_MS, `${label}; got ${JSON.stringify(ids(this.entries))}`);
+  async until(check: (entries: LogEntry[]) => boolean, label: string): Promise<void> {
+    await this.waiters.until(
+      () => (check(this.entries) ? true : undefined),
+      WAIT_MS,
+      () => `${label}; got ${JSON.stringify(ids(this.entries))}`,
+    );
   }
 
   untilCount(count: number): Promise<void> {
