@@ -1,10 +1,13 @@
 import { ConfigError, loadConfig } from './config';
 import { createService } from './service';
+import { startTracing, tracingRequested, type TracingHandle } from './telemetry/tracing';
 
 async function main(): Promise<void> {
   let config;
   try {
     config = loadConfig();
+    // The OTEL_* variables are the SDK's to read; a typo in the ones that switch tracing on stops the start here.
+    tracingRequested();
   } catch (error) {
     if (error instanceof ConfigError) {
       process.stderr.write(`Invalid configuration: ${error.message}\n`);
@@ -12,9 +15,18 @@ async function main(): Promise<void> {
     }
     throw error;
   }
+  const tracing: TracingHandle | null = await startTracing();
   const service = createService(config);
   const port = await service.listen();
-  service.log.info({ port, bus: config.redisUrl ? 'redis' : 'memory', model: config.anthropicApiKey ? 'anthropic' : 'scripted' }, 'timeline service listening');
+  service.log.info(
+    {
+      port,
+      bus: config.redisUrl ? 'redis' : 'memory',
+      model: config.anthropicApiKey ? 'anthropic' : 'scripted',
+      tracing: tracing !== null,
+    },
+    'timeline service listening',
+  );
 
   const stop = (signal: NodeJS.Signals) => {
     service.log.info({ signal }, 'shutting down');
@@ -25,13 +37,17 @@ async function main(): Promise<void> {
       service.log.error({ deadline_ms: deadlineMs }, 'shutdown did not finish in time; exiting');
       process.exit(1);
     }, deadlineMs).unref();
-    service.close().then(
-      () => process.exit(0),
-      (error: unknown) => {
-        service.log.error({ err: error }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
+    service
+      .close()
+      // The spans of the last runs are still queued for export.
+      .then(() => tracing?.shutdown())
+      .then(
+        () => process.exit(0),
+        (error: unknown) => {
+          service.log.error({ err: error }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
   };
   // `once`: a second signal gets Node's default, an immediate exit (Ctrl-C twice forces it).
   process.once('SIGTERM', stop);

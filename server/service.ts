@@ -11,7 +11,9 @@ import type { Model } from './models/model';
 import { createModel } from './models/select-model';
 import { RunManager } from './runs/run-manager';
 import type { TimelineBus } from './timeline/bus';
+import { busReachable } from './timeline/bus-reachable';
 import { MemoryBus } from './timeline/memory-bus';
+import { MeteredBus } from './timeline/metered-bus';
 import { RedisBus } from './timeline/redis-bus';
 import { createDefaultRegistry, type WorkflowRegistry } from './workflows/registry';
 
@@ -28,6 +30,7 @@ export interface ServiceParts {
 export interface Service {
   config: Config;
   app: Express;
+  /** The bus as given or configured (the service's own parts use it through `MeteredBus`). */
   bus: TimelineBus;
   runs: RunManager;
   streams: StreamRegistry;
@@ -50,10 +53,15 @@ function defaultBus(config: Config, log: Logger): TimelineBus {
 export function createService(config: Config, parts: ServiceParts = {}): Service {
   const log = parts.log ?? createLogger(config.logLevel);
   const metrics = parts.metrics ?? new Metrics();
-  const bus = parts.bus ?? defaultBus(config, log);
+  const rawBus = parts.bus ?? defaultBus(config, log);
+  const bus = new MeteredBus(rawBus, metrics.busErrors);
   const model = parts.model ?? createModel(config, log);
   const registry = parts.registry ?? createDefaultRegistry({ maxEventsPerSession: config.maxEventsPerSession });
   const runs = new RunManager({ bus, model, log, metrics, runLeaseMs: config.runLeaseMs, maxRuns: config.maxRuns });
+  metrics.bind({
+    busReachable: () => busReachable(rawBus, 2000),
+    longestRunIdleSeconds: () => runs.longestIdleSeconds(),
+  });
   const streams = new StreamRegistry({
     maxStreams: config.maxStreams,
     retryMs: config.retryMs,
@@ -94,7 +102,7 @@ export function createService(config: Config, parts: ServiceParts = {}): Service
   return {
     config,
     app,
-    bus,
+    bus: rawBus,
     runs,
     streams,
     metrics,

@@ -11,6 +11,8 @@ import { demoAssetRoute, demoPageRoute } from './demo-page';
 import { errorHandler, HttpError, notFound } from './errors';
 import { executeRoute } from './execute-route';
 import { healthzRoute, metricsRoute, readyzRoute } from './health-routes';
+import { REQUEST_ID_HEADER, requestScopes } from './request-scope';
+import { traceRoute } from './request-span';
 import { sessionAccess } from './session-access';
 import { cancelRoute, historyRoute } from './session-routes';
 import type { StreamRegistry } from './stream-registry';
@@ -28,14 +30,16 @@ export interface AppDeps {
   isDraining: () => boolean;
 }
 
-const CORS_REQUEST_HEADERS = ['Content-Type', 'Prefer', 'Authorization', 'Last-Event-ID'];
+// `X-Request-Id` and W3C trace context (`traceparent`, `tracestate`) let a page tie its
+// requests to the service's logs and traces.
+const CORS_REQUEST_HEADERS = ['Content-Type', 'Prefer', 'Authorization', 'Last-Event-ID', REQUEST_ID_HEADER, 'traceparent', 'tracestate'];
 
 function corsMiddleware(origins: string[]): RequestHandler {
   return cors({
     origin: origins.includes('*') ? '*' : origins,
     methods: ['GET', 'POST', 'OPTIONS'],
     allowedHeaders: CORS_REQUEST_HEADERS,
-    exposedHeaders: ['Retry-After', 'Preference-Applied'],
+    exposedHeaders: ['Retry-After', 'Preference-Applied', REQUEST_ID_HEADER],
     maxAge: 600,
   });
 }
@@ -66,11 +70,12 @@ export function createApp(deps: AppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  app.use(requestScopes(log));
   if (config.corsOrigins) app.use(corsMiddleware(config.corsOrigins));
   app.use(refuseWhileDraining(isDraining));
   // After CORS, so a 401 carries its headers and a preflight never needs credentials.
   const authenticator = new Authenticator(config);
-  if (authenticator.enabled) app.use(authenticate(authenticator, log));
+  if (authenticator.enabled) app.use(authenticate(authenticator));
   const access = sessionAccess(bus);
 
   app.get('/healthz', healthzRoute);
@@ -85,15 +90,15 @@ export function createApp(deps: AppDeps): Express {
   // Any content type is read as JSON: `curl -d '{...}'` without a header should just work.
   const json = express.json({ limit: config.bodyLimitBytes, type: () => true, strict: false });
   const retryAfterS = Math.ceil(config.retryMs / 1000);
-  app.post('/execute', json, executeRoute({ runs, registry, bus, retryAfterS }));
+  app.post('/execute', traceRoute('/execute'), json, executeRoute({ runs, registry, bus, retryAfterS }));
   app.all('/execute', methodNotAllowed('POST'));
 
-  app.get('/timeline/:sessionId', access, historyRoute(bus));
+  app.get('/timeline/:sessionId', traceRoute('/timeline/:sessionId'), access, historyRoute(bus));
   app.all('/timeline/:sessionId', methodNotAllowed('GET'));
-  app.post('/timeline/:sessionId/cancel', access, cancelRoute(bus));
+  app.post('/timeline/:sessionId/cancel', traceRoute('/timeline/:sessionId/cancel'), access, cancelRoute(bus));
   app.all('/timeline/:sessionId/cancel', methodNotAllowed('POST'));
 
   app.use(notFound);
-  app.use(errorHandler(log));
+  app.use(errorHandler());
   return app;
 }

@@ -1,9 +1,9 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Request, RequestHandler, Response } from 'express';
 import jwt from 'jsonwebtoken';
-import type { Logger } from 'pino';
 import type { Config } from '../config';
 import { HttpError } from './errors';
+import { requestScope } from './request-scope';
 
 /** The caller every holder of `API_KEY` is: one shared key, one caller. */
 export const API_KEY_CALLER = 'api-key';
@@ -108,7 +108,7 @@ export function withoutAccessToken(url: string): string {
  * the caller it names goes to `res.locals` for session binding. The token is cut out of the
  * request's URL at once, so nothing after this (routes, error handler, logs) can see it.
  */
-export function authenticate(authenticator: Authenticator, log: Logger): RequestHandler {
+export function authenticate(authenticator: Authenticator): RequestHandler {
   return (req, res, next) => {
     const credential = credentialOf(req);
     if (req.url.includes('?')) {
@@ -121,7 +121,7 @@ export function authenticate(authenticator: Authenticator, log: Logger): Request
     }
     const caller = credential === null ? null : authenticator.caller(credential);
     if (caller === null) {
-      log.debug({ method: req.method, path: req.path, credential: credential === null ? 'missing' : 'invalid' }, 'unauthorized request');
+      requestScope(res).log.debug({ method: req.method, path: req.path, credential: credential === null ? 'missing' : 'invalid' }, 'unauthorized request');
       next(UNAUTHORIZED);
       return;
     }

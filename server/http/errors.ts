@@ -1,7 +1,7 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
-import type { Logger } from 'pino';
 import type { ErrorBody } from '../../client-sdk/src/types';
 import { BusUnavailableError } from '../timeline/bus';
+import { requestScope } from './request-scope';
 
 /** An error the API answers with the contract's JSON shape: `{"error": {"code", "message"}}`. */
 export class HttpError extends Error {
@@ -57,9 +57,10 @@ const BUS_UNAVAILABLE = new HttpError(503, 'bus_unavailable', 'The event bus is 
   headers: { 'Retry-After': '1' },
 });
 
-/** The one place errors become responses: never a stack trace, never HTML. */
-export function errorHandler(log: Logger): ErrorRequestHandler {
+/** The one place errors become responses: never a stack trace, never HTML. Logs with the request's id. */
+export function errorHandler(): ErrorRequestHandler {
   return (error, req, res, _next) => {
+    const { log } = requestScope(res);
     const known =
       error instanceof HttpError
         ? error

@@ -7,6 +7,7 @@ import type { WorkflowRegistry } from '../workflows/registry';
 import { callerOf } from './auth';
 import { HttpError, sendError } from './errors';
 import { parseExecuteRequest } from './execute-request';
+import { requestScope } from './request-scope';
 import { assertSessionAccess } from './session-access';
 
 export interface ExecuteRouteDeps {
@@ -28,10 +29,16 @@ export function executeRoute({ runs, registry, bus, retryAfterS }: ExecuteRouteD
   return async (req, res) => {
     const command = parseExecuteRequest(req.body, registry);
     const sessionId = command.sessionId ?? randomUUID();
+    const scope = requestScope(res);
+    scope.sessionId = sessionId;
     await assertSessionAccess(bus, sessionId, callerOf(res));
     let run;
     try {
-      run = await runs.start(sessionId, command.workflow, command.input);
+      run = await runs.start(sessionId, command.workflow, command.input, {
+        requestId: scope.id,
+        receivedAt: scope.receivedAt,
+        trace: scope.trace,
+      });
     } catch (error) {
       if (error instanceof TooManyRunsError) {
         throw new HttpError(503, 'too_many_runs', error.message, { headers: { 'Retry-After': String(retryAfterS) } });

@@ -1,6 +1,7 @@
 import type { RequestHandler } from 'express';
 import type { Metrics } from '../metrics';
 import type { TimelineBus } from '../timeline/bus';
+import { busReachable } from '../timeline/bus-reachable';
 import { HttpError } from './errors';
 
 export const healthzRoute: RequestHandler = (_req, res) => {
@@ -10,17 +11,7 @@ export const healthzRoute: RequestHandler = (_req, res) => {
 /** Ready when the bus answers within `timeoutMs`. */
 export function readyzRoute(bus: TimelineBus, timeoutMs = 2000): RequestHandler {
   return async (_req, res) => {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error('bus ping timed out')), timeoutMs);
-    });
-    try {
-      await Promise.race([bus.ping(), timeout]);
-    } catch {
-      throw new HttpError(503, 'not_ready', 'The timeline bus is not reachable');
-    } finally {
-      clearTimeout(timer);
-    }
+    if (!(await busReachable(bus, timeoutMs))) throw new HttpError(503, 'not_ready', 'The timeline bus is not reachable');
     res.json({ status: 'ready' });
   };
 }

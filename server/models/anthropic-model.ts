@@ -59,8 +59,13 @@ export class AnthropicModel implements Model {
     });
   }
 
+  get id(): string {
+    return this.model;
+  }
+
   async stream(request: ModelRequest, options: ModelCallOptions): Promise<ModelReply> {
     const { signal, onText } = options;
+    const log = options.log?.child({ model: this.model }) ?? this.log;
     signal.throwIfAborted();
     const stream = this.client.messages.stream(
       {
@@ -99,7 +104,7 @@ export class AnthropicModel implements Model {
       const message = await Promise.race([stream.finalMessage(), aborted]);
       const text = message.content.flatMap((block) => (block.type === 'text' ? [block.text] : [])).join('');
       if (message.stop_reason !== 'end_turn') {
-        this.log.info({ purpose: request.purpose, stop_reason: message.stop_reason }, 'model stopped early');
+        log.info({ purpose: request.purpose, stop_reason: message.stop_reason }, 'model stopped early');
       }
       return {
         text,
@@ -112,7 +117,7 @@ export class AnthropicModel implements Model {
         stalledAfterMs: stalled ? this.idleTimeoutMs : null,
         maxRetries: this.maxRetries,
       });
-      this.log.warn({ purpose: request.purpose, code: failure.code, err: error }, 'model call failed');
+      log.warn({ purpose: request.purpose, code: failure.code, err: error }, 'model call failed');
       throw failure;
     } finally {
       settled = true;

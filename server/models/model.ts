@@ -1,5 +1,7 @@
 /** A chat model that streams text: the scripted offline model or the Anthropic provider. */
 
+import type { Logger } from 'pino';
+
 export interface ModelMessage {
   role: 'user' | 'assistant';
   content: string;
@@ -28,10 +30,15 @@ export interface ModelCallOptions {
   signal: AbortSignal;
   /** Receives each piece of text as the model produces it. */
   onText?: (delta: string) => void;
+  /** Where the call logs (a run's logger, with its session and request ids). Defaults to the model's own. */
+  log?: Logger;
 }
 
 export interface Model {
+  /** The provider (`anthropic`, `scripted`). */
   readonly name: string;
+  /** The provider's model (`claude-…`), for metrics and spans. Defaults to `name`. */
+  readonly id?: string;
   stream(request: ModelRequest, options: ModelCallOptions): Promise<ModelReply>;
 }
 

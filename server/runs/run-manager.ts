@@ -1,12 +1,17 @@
 import { randomUUID } from 'node:crypto';
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { DonePayload, RunOutcome } from '../../client-sdk/src/types';
 import type { Metrics } from '../metrics';
 import type { Model } from '../models/model';
-import { RunLostError, type EventDraft, type TimelineBus } from '../timeline/bus';
+import { ATTR, startPublishSpan } from '../telemetry/event-spans';
+import { traceparentOf } from '../telemetry/trace-context';
+import { tracing } from '../telemetry/tracing';
+import { RunLostError, type EventDraft, type PublishOptions, type TimelineBus } from '../timeline/bus';
 import type { StepDraft, Workflow, WorkflowInput } from '../workflows/workflow';
 import { endingFromError, type RunEnding } from './outcome';
 import { RunAbort } from './run-abort';
+import { modelForRun } from './run-model';
 
 export interface RunManagerOptions {
   bus: TimelineBus;
@@ -29,6 +34,16 @@ export interface RunSummary {
   durationMs: number;
 }
 
+/** Where a run came from: the request that started it. */
+export interface RunOrigin {
+  /** The request's id: on every log line of the run and on its span. */
+  requestId?: string;
+  /** When the request arrived (`performance.now()`), for `timeline_execute_to_first_event_seconds`. */
+  receivedAt?: number;
+  /** The request's trace context (with tracing on): the run's span is its child. */
+  trace?: Context;
+}
+
 /** A started run: its session and the promise of how it ended (never rejects). */
 export interface RunHandle {
   sessionId: string;
@@ -38,6 +53,21 @@ export interface RunHandle {
 interface ActiveRun {
   controller: AbortController;
   finished: Promise<RunSummary>;
+  progress: RunProgress;
+}
+
+interface RunProgress {
+  /** `performance.now()` when the run last published an event. */
+  lastEventAt: number;
+}
+
+/** What a run's execution is given besides its workflow and input. */
+interface RunScope {
+  controller: AbortController;
+  progress: RunProgress;
+  origin: RunOrigin;
+  /** The run's span (with tracing on); `execute` ends it. */
+  span: Span | null;
 }
 
 /** Session already running or finished: the caller answers `409 session_conflict`. */
@@ -77,11 +107,19 @@ export class RunManager {
     return this.active.size;
   }
 
+  /** Seconds since the most silent run executing here published an event; `0` with no run. */
+  longestIdleSeconds(): number {
+    const now = performance.now();
+    let longest = 0;
+    for (const run of this.active.values()) longest = Math.max(longest, now - run.progress.lastEventAt);
+    return longest / 1000;
+  }
+
   /**
    * Claims the session (atomic, across instances) and starts the run in the background. The
    * claim carries `WORKFLOW_START`, so the run's first event needs no round trip of its own.
    */
-  async start<P>(sessionId: string, workflow: Workflow<P>, input: WorkflowInput<P>): Promise<RunHandle> {
+  async start<P>(sessionId: string, workflow: Workflow<P>, input: WorkflowInput<P>, origin: RunOrigin = {}): Promise<RunHandle> {
     const first = toEvent(sessionId, 1, {
       type: 'WORKFLOW_START',
       status: 'IN_PROGRESS',
@@ -90,15 +128,34 @@ export class RunManager {
     });
     // Checked and counted before any await, so concurrent starts cannot overshoot the limit.
     if (this.active.size + this.claiming >= this.options.maxRuns) throw new TooManyRunsError();
+    const { metrics } = this.options;
+    const span = tracing.enabled ? startRunSpan(sessionId, workflow.name, origin) : null;
+    const publishSpan = span && startPublishSpan(trace.setSpan(ROOT_CONTEXT, span), sessionId, first.type, first.seq);
     this.claiming += 1;
-    const claimed = await this.options.bus.claimRun(sessionId, this.ownerId, this.leaseMs, first).finally(() => {
+    let claimed: boolean;
+    try {
+      claimed = await this.options.bus.claimRun(sessionId, this.ownerId, this.leaseMs, first, publishOptions(publishSpan));
+    } catch (error) {
+      endSpan(publishSpan, 'bus_error');
+      endSpan(span, 'bus_error');
+      throw error;
+    } finally {
       this.claiming -= 1;
-    });
-    if (!claimed) throw new SessionConflictError(sessionId);
-    this.options.metrics.eventsPublished.inc();
+    }
+    if (!claimed) {
+      endSpan(publishSpan, 'session_conflict');
+      endSpan(span, 'session_conflict');
+      throw new SessionConflictError(sessionId);
+    }
+    publishSpan?.end();
+    metrics.eventsPublished.inc();
+    if (origin.receivedAt !== undefined) {
+      metrics.executeToFirstEvent.labels(workflow.name).observe((performance.now() - origin.receivedAt) / 1000);
+    }
     const controller = new AbortController();
-    const finished = this.execute(sessionId, workflow, input, controller);
-    this.active.set(sessionId, { controller, finished });
+    const progress: RunProgress = { lastEventAt: performance.now() };
+    const finished = this.execute(sessionId, workflow, input, { controller, progress, origin, span });
+    this.active.set(sessionId, { controller, finished, progress });
     this.options.metrics.runsActive.set(this.active.size);
     void finished.finally(() => {
       this.active.delete(sessionId);
@@ -139,12 +196,19 @@ export class RunManager {
     sessionId: string,
     workflow: Workflow<P>,
     input: WorkflowInput<P>,
-    controller: AbortController,
+    { controller, progress, origin, span }: RunScope,
   ): Promise<RunSummary> {
-    const { bus, log: baseLog, metrics, model } = this.options;
-    const log = baseLog.child({ session_id: sessionId, workflow: workflow.name });
+    const { bus, log: baseLog, metrics } = this.options;
+    const log = baseLog.child({
+      session_id: sessionId,
+      workflow: workflow.name,
+      ...(origin.requestId !== undefined && { request_id: origin.requestId }),
+    });
     const startedAt = Date.now();
     const signal = controller.signal;
+    // The parent of the run's publish and model-call spans (with tracing on).
+    const runTrace = span ? trace.setSpan(ROOT_CONTEXT, span) : undefined;
+    const model = modelForRun(this.options.model, { metrics, log, trace: runTrace });
     // WORKFLOW_START went out with the claim (see start).
     let seq = 1;
     let eventCount = 1;
@@ -157,16 +221,23 @@ export class RunManager {
     const emit = (step: StepDraft): Promise<void> => {
       seq += 1;
       const event = toEvent(sessionId, seq, step);
+      const publishSpan = runTrace && startPublishSpan(runTrace, sessionId, event.type, event.seq);
+      const options = publishOptions(publishSpan);
       inFlight += 1;
-      const published = inFlight === 1 ? bus.publish(sessionId, event) : tail.then(() => bus.publish(sessionId, event));
+      const published =
+        inFlight === 1 ? bus.publish(sessionId, event, options) : tail.then(() => bus.publish(sessionId, event, options));
       const settled = published.then(
-        () => {
+        (id) => {
           inFlight -= 1;
           eventCount += 1;
           metrics.eventsPublished.inc();
+          progress.lastEventAt = performance.now();
+          publishSpan?.setAttribute(ATTR.eventId, id);
+          publishSpan?.end();
         },
         (error: unknown) => {
           inFlight -= 1;
+          endSpan(publishSpan, error instanceof RunLostError ? 'run_lost' : 'bus_error');
           // Another instance ended the session (our lease had expired): stop, as a lost renewal would.
           if (error instanceof RunLostError) loseLease();
           throw error;
@@ -214,10 +285,17 @@ export class RunManager {
     } finally {
       clearInterval(lease);
       await tail;
-      doneId = await this.signalDone(sessionId, ending.done, log);
+      doneId = await this.signalDone(sessionId, ending.done, log, runTrace);
     }
-    metrics.runs.labels(ending.done.status).inc();
-    log.info({ status: ending.done.status, events: eventCount, done_id: doneId }, 'run finished');
+    const outcome = ending.done.status;
+    metrics.runs.labels(outcome).inc();
+    metrics.runDuration.labels(workflow.name, outcome).observe((Date.now() - startedAt) / 1000);
+    if (span) {
+      span.setAttributes({ [ATTR.outcome]: outcome, [ATTR.eventCount]: eventCount });
+      if (outcome === 'failed') span.setStatus({ code: SpanStatusCode.ERROR, message: ending.done.error?.code });
+      span.end();
+    }
+    log.info({ status: outcome, events: eventCount, done_id: doneId }, 'run finished');
     return {
       sessionId,
       status: ending.done.status,
@@ -249,14 +327,48 @@ export class RunManager {
   }
 
   /** `signal_done`: called exactly once per run, whatever happened before. */
-  private async signalDone(sessionId: string, done: DonePayload, log: Logger): Promise<string | null> {
+  private async signalDone(sessionId: string, done: DonePayload, log: Logger, runTrace?: Context): Promise<string | null> {
+    const span = runTrace && startPublishSpan(runTrace, sessionId, 'done');
     try {
-      return await this.options.bus.signalDone(sessionId, done);
+      const id = await this.options.bus.signalDone(sessionId, done, publishOptions(span));
+      if (id !== null) span?.setAttribute(ATTR.eventId, id);
+      span?.end();
+      return id;
     } catch (error) {
+      endSpan(span, 'bus_error');
       log.error({ err: error }, 'could not signal done');
       return null;
     }
   }
+}
+
+/** The run's span: a child of the request that started it, if that request was traced. */
+function startRunSpan(sessionId: string, workflow: string, origin: RunOrigin): Span {
+  return tracing.tracer.startSpan(
+    `run ${workflow}`,
+    {
+      kind: SpanKind.INTERNAL,
+      attributes: {
+        [ATTR.sessionId]: sessionId,
+        [ATTR.workflow]: workflow,
+        ...(origin.requestId !== undefined && { [ATTR.requestId]: origin.requestId }),
+      },
+    },
+    origin.trace,
+  );
+}
+
+/** The bus's options for an entry published under `span`: its traceparent, when it is sampled. */
+function publishOptions(span: Span | null | undefined): PublishOptions | undefined {
+  const traceparent = span ? traceparentOf(span) : undefined;
+  return traceparent === undefined ? undefined : { traceparent };
+}
+
+/** Ends a span that failed with `code` (a span that is `null`: tracing is off). */
+function endSpan(span: Span | null | undefined, code: string): void {
+  if (!span) return;
+  span.setStatus({ code: SpanStatusCode.ERROR, message: code });
+  span.end();
 }
 
 /** The event a step becomes: seq and timestamp from the run, the step's fields, in wire order. */

@@ -23,6 +23,18 @@ export interface LogEntry {
    * restart gives it a second id) without parsing JSON. Absent on `done`.
    */
   seq?: number;
+  /**
+   * The W3C `traceparent` of the span that published the event (only when that span was
+   * sampled), kept beside `data` and never inside it: the instance that writes the entry to a
+   * reader continues the publisher's trace, across instances. Absent with tracing off.
+   */
+  traceparent?: string;
+}
+
+/** What a publisher hands the bus with an event besides the event itself. */
+export interface PublishOptions {
+  /** Stored as the entry's `traceparent` (see `LogEntry`). */
+  traceparent?: string;
 }
 
 /** What is retained of a session after a position, read in one consistent step. */
@@ -59,12 +71,12 @@ export type CancelRequestOutcome = 'cancelling' | 'not_found' | 'finished';
  */
 export interface TimelineBus {
   /** Appends an event to the session's log and fans it out; resolves with its id. */
-  publish(sessionId: string, event: EventDraft): Promise<string>;
+  publish(sessionId: string, event: EventDraft, options?: PublishOptions): Promise<string>;
   /**
    * Appends the terminal `done` and sets the final status, exactly once per session.
    * Resolves with the entry id, or `null` if the session had already finished.
    */
-  signalDone(sessionId: string, done: DonePayload): Promise<string | null>;
+  signalDone(sessionId: string, done: DonePayload, options?: PublishOptions): Promise<string | null>;
   /**
    * Entries after `afterId` (`null`: from the start), at most `limit` of them (default: all),
    * with the status, in one step. A caller that pages reads again after the last entry while
@@ -79,7 +91,13 @@ export interface TimelineBus {
    * `firstEvent` (seq 1), a successful claim also publishes it, in the same step: a run's
    * first event then costs no round trip of its own.
    */
-  claimRun(sessionId: string, owner: string, leaseMs: number, firstEvent?: EventDraft): Promise<boolean>;
+  claimRun(
+    sessionId: string,
+    owner: string,
+    leaseMs: number,
+    firstEvent?: EventDraft,
+    options?: PublishOptions,
+  ): Promise<boolean>;
   /** Extends the owner's lease; resolves `false` if the owner no longer holds it. */
   renewLease(sessionId: string, owner: string, leaseMs: number): Promise<boolean>;
   /** Asks whichever instance runs the session to cancel it. */

@@ -29,3 +29,8 @@ export class EventIdGenerator {
     return `${this.lastMs}-${this.lastN}`;
   }
 }
+
+/** The millisecond an event id was made at (the log's clock when the event was appended). */
+export function eventIdTimeMs(id: string): number {
+  return Number(id.slice(0, id.indexOf('-')));
+}

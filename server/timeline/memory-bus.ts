@@ -5,6 +5,7 @@ import type {
   LiveListener,
   LogEntry,
   LogSlice,
+  PublishOptions,
   Subscription,
   TimelineBus,
 } from './bus';
@@ -56,10 +57,16 @@ export class MemoryBus implements TimelineBus {
     this.sweeper.unref();
   }
 
-  async publish(sessionId: string, event: EventDraft): Promise<string> {
+  async publish(sessionId: string, event: EventDraft, options?: PublishOptions): Promise<string> {
     const log = this.runningLog(sessionId);
     const id = log.ids.next(this.now());
-    const entry: LogEntry = { id, kind: 'event', data: serializeEvent(id, JSON.stringify(event)), seq: event.seq };
+    const entry: LogEntry = {
+      id,
+      kind: 'event',
+      data: serializeEvent(id, JSON.stringify(event)),
+      seq: event.seq,
+      traceparent: options?.traceparent,
+    };
     log.entries.push(entry);
     log.eventCount += 1;
     if (log.eventCount > this.maxEvents) {
@@ -72,11 +79,16 @@ export class MemoryBus implements TimelineBus {
     return id;
   }
 
-  async signalDone(sessionId: string, done: DonePayload): Promise<string | null> {
+  async signalDone(sessionId: string, done: DonePayload, options?: PublishOptions): Promise<string | null> {
     const log = this.sessions.get(sessionId);
     if (!log || log.status !== 'running') return null;
     const id = log.ids.next(this.now());
-    const entry: LogEntry = { id, kind: 'done', data: JSON.stringify(done) };
+    const entry: LogEntry = {
+      id,
+      kind: 'done',
+      data: JSON.stringify(done),
+      traceparent: options?.traceparent,
+    };
     log.entries.push(entry);
     log.status = done.status;
     log.lastWriteAt = this.now();
@@ -112,7 +124,13 @@ export class MemoryBus implements TimelineBus {
     };
   }
 
-  async claimRun(sessionId: string, owner: string, leaseMs: number, firstEvent?: EventDraft): Promise<boolean> {
+  async claimRun(
+    sessionId: string,
+    owner: string,
+    leaseMs: number,
+    firstEvent?: EventDraft,
+    options?: PublishOptions,
+  ): Promise<boolean> {
     if (this.sessions.has(sessionId)) return false;
     const now = this.now();
     this.sessions.set(sessionId, {
@@ -125,7 +143,7 @@ export class MemoryBus implements TimelineBus {
       lastWriteAt: now,
       ids: new EventIdGenerator(),
     });
-    if (firstEvent !== undefined) await this.publish(sessionId, firstEvent);
+    if (firstEvent !== undefined) await this.publish(sessionId, firstEvent, options);
     return true;
   }
 
