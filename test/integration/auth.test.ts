@@ -1,12 +1,11 @@
 import { generateKeyPairSync } from 'node:crypto';
-import { Writable } from 'node:stream';
 import jwt from 'jsonwebtoken';
-import pino from 'pino';
 import { TimelineClient } from '../../client-sdk/src';
 import type { Config } from '../../server/config';
 import type { TimelineBus } from '../../server/timeline/bus';
 import { MemoryBus } from '../../server/timeline/memory-bus';
 import { expectJsonError, request, type ApiResponse } from '../helpers/api';
+import { capturedLog } from '../helpers/log-capture';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server';
 import { settle } from '../helpers/sdk-run';
 import { newSessionId, startRedisService, startService, synthetic, type RunningService } from '../helpers/service';
@@ -24,18 +23,6 @@ function token(sub: unknown = 'alice', claims: Record<string, unknown> = {}, opt
 
 const bearer = (credential: string): Record<string, string> => ({ Authorization: `Bearer ${credential}` });
 const base64url = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
-
-/** Every line a service logs, at the most verbose level, so a test can search them. */
-function capturedLog() {
-  const lines: string[] = [];
-  const destination = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      lines.push(chunk.toString('utf8'));
-      callback();
-    },
-  });
-  return { log: pino({ level: 'trace' }, destination), text: () => lines.join(''), lines };
-}
 
 /** `POST /execute` as JSON through the shared request helper (the body kept as text). */
 const post = (url: string, body: unknown, headers: Record<string, string> = {}) =>
