@@ -17,6 +17,7 @@ const read = (file: string) => readFileSync(path.join(ROOT, file), 'utf8');
 
 interface ComposeService {
   build?: string | { context: string };
+  profiles?: string[];
   image?: string;
   command?: string[];
   environment?: Record<string, string>;
@@ -32,6 +33,13 @@ interface ComposeService {
 const compose = parse(read('docker-compose.yml'), { merge: true }) as { services: Record<string, ComposeService> };
 const services = compose.services;
 const appNames = Object.keys(services).filter((name) => services[name].build !== undefined);
+/** The services `docker compose up` starts (those of no profile), and those of each profile. */
+const inProfile = (profile: string | null) =>
+  Object.keys(services)
+    .filter((name) => (profile === null ? services[name].profiles === undefined : services[name].profiles?.includes(profile)))
+    .sort();
+/** The default of a `${VAR:-default}` value (what compose uses when VAR is unset). */
+const composeDefault = (value: string | undefined) => /^\$\{\w+:-(.*)\}$/.exec(value ?? '')?.[1] ?? value;
 const nginxConf = parseNginxConfig(readFileSync(NGINX_CONF, 'utf8'));
 
 /** Every directive named `name` under `directives`, at any depth. */
@@ -64,7 +72,7 @@ const listenPort = Number(/(\d+)$/.exec(findOne(server, 'listen').args[0])?.[1])
 
 describe('docker-compose.yml', () => {
   it('runs Redis, two service instances built from the Dockerfile, and nginx', () => {
-    expect(Object.keys(services).sort()).toEqual(['app1', 'app2', 'nginx', 'redis']);
+    expect(inProfile(null)).toEqual(['app1', 'app2', 'nginx', 'redis']);
     expect(appNames).toEqual(['app1', 'app2']);
     for (const name of appNames) expect(services[name].build).toBe('.');
     expect(services.redis.image).toMatch(/^redis:\d/);
@@ -97,6 +105,51 @@ describe('docker-compose.yml', () => {
     expect(nginx.volumes).toContain('./deploy/nginx.conf:/etc/nginx/nginx.conf:ro');
     expect(nginx.ports).toEqual([`${listenPort}:${listenPort}`]);
     expect(nginx.depends_on).toEqual(Object.fromEntries(appNames.map((name) => [name, { condition: 'service_healthy' }])));
+  });
+});
+
+describe('docker-compose.yml, profile observability', () => {
+  const prometheusConfig = parse(readFileSync(path.join(ROOT, 'deploy/prometheus.yml'), 'utf8')) as {
+    rule_files: string[];
+    scrape_configs: Array<{ static_configs: Array<{ targets: string[] }> }>;
+  };
+  const provisioning = (file: string) => parse(read(`deploy/grafana/provisioning/${file}`));
+
+  it('adds Prometheus, Grafana and Jaeger, and only them', () => {
+    expect(inProfile('observability')).toEqual(['grafana', 'jaeger', 'prometheus']);
+    expect(services.prometheus.image).toMatch(/^prom\/prometheus:v\d/);
+    expect(services.grafana.image).toMatch(/^grafana\/grafana:\d/);
+    expect(services.jaeger.image).toMatch(/^jaegertracing\/jaeger:2\./);
+  });
+
+  it('has Prometheus scrape every app service on its PORT, with the alert rules mounted where its config loads them', () => {
+    const targets = prometheusConfig.scrape_configs.flatMap((job) => job.static_configs.flatMap((c) => c.targets)).sort();
+    expect(targets).toEqual(appNames.map((name) => `${name}:${services[name].environment?.PORT}`).sort());
+    expect(services.prometheus.volumes).toEqual(
+      expect.arrayContaining(['./deploy/prometheus.yml:/etc/prometheus/prometheus.yml:ro', `./deploy/alerts.yml:${prometheusConfig.rule_files[0]}:ro`]),
+    );
+    expect(services.prometheus.command).toContain('--config.file=/etc/prometheus/prometheus.yml');
+  });
+
+  it('provisions Grafana with the Prometheus service as data source and the dashboard folder it mounts', () => {
+    expect(services.grafana.volumes).toEqual(
+      expect.arrayContaining(['./deploy/grafana/provisioning:/etc/grafana/provisioning:ro', './deploy/grafana/dashboards:/var/lib/grafana/dashboards:ro']),
+    );
+    const [datasource] = provisioning('datasources/prometheus.yml').datasources;
+    expect(datasource).toMatchObject({ type: 'prometheus', url: `http://prometheus:${services.prometheus.ports?.[0].split(':')[1]}` });
+    expect(provisioning('dashboards/timeline.yml').providers[0].options.path).toBe('/var/lib/grafana/dashboards');
+    expect(existsSync(path.join(ROOT, 'deploy/grafana/dashboards/timeline.json'))).toBe(true);
+    expect(services.grafana.environment?.GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH).toBe('/var/lib/grafana/dashboards/timeline.json');
+  });
+
+  it.each(['app1', 'app2'])('%s sends its spans to Jaeger over OTLP once OTEL_TRACES_EXPORTER=otlp, and traces nothing by default', (name) => {
+    const env = services[name].environment ?? {};
+    expect(composeDefault(env.OTEL_TRACES_EXPORTER)).toBe('none');
+    const endpoint = new URL(composeDefault(env.OTEL_EXPORTER_OTLP_ENDPOINT) ?? '');
+    expect(endpoint.hostname).toBe('jaeger');
+    expect(services.jaeger.expose).toContain(endpoint.port);
+    expect(endpoint.port).toBe('4318');
+    expect(env.OTEL_SERVICE_NAME).toBe('timeline-service');
   });
 });
 
