@@ -133,6 +133,8 @@ class Bench {
       LOG_LEVEL: 'warn',
       MAX_STREAMS: '100000',
       MAX_RUNS: '100000',
+      // The load comes through the synthetic workflow, which is off by default.
+      ENABLE_SYNTHETIC: '1',
     };
     const [streams, runs] = await Promise.all([
       startServer(`${kind} streams`, entry, env, this.nodeArgs(`${label}-${kind}-streams`)),

@@ -47,6 +47,8 @@ export interface Config {
   jwtSecret: string | null;
   /** `LOG_LEVEL`. Defaults to `info`. */
   logLevel: (typeof LOG_LEVELS)[number];
+  /** `ENABLE_SYNTHETIC=1`: registers the load-testing `synthetic` workflow. Defaults to `false`. */
+  enableSynthetic: boolean;
 }
 
 export const DEFAULT_CONFIG: Config = {
@@ -71,6 +73,7 @@ export const DEFAULT_CONFIG: Config = {
   apiKey: null,
   jwtSecret: null,
   logLevel: 'info',
+  enableSynthetic: false,
 };
 
 /** A bad environment value; the message names the variable. */
@@ -141,6 +144,14 @@ function origins(env: Env, name: string): string[] | null {
   return list.length === 0 ? null : list;
 }
 
+function flag(env: Env, name: string, fallback: boolean): boolean {
+  const raw = read(env, name)?.toLowerCase();
+  if (raw === undefined) return fallback;
+  if (raw === '1' || raw === 'true') return true;
+  if (raw === '0' || raw === 'false') return false;
+  throw new ConfigError(name, `expected 1 or 0, got "${raw}"`);
+}
+
 function logLevel(env: Env, name: string): Config['logLevel'] {
   const raw = read(env, name)?.toLowerCase();
   if (raw === undefined) return DEFAULT_CONFIG.logLevel;
@@ -179,5 +190,6 @@ export function loadConfig(env: Env = process.env): Config {
     apiKey: optional(env, 'API_KEY'),
     jwtSecret: optional(env, 'JWT_SECRET'),
     logLevel: logLevel(env, 'LOG_LEVEL'),
+    enableSynthetic: flag(env, 'ENABLE_SYNTHETIC', d.enableSynthetic),
   };
 }

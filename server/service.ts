@@ -52,7 +52,9 @@ export function createService(config: Config, parts: ServiceParts = {}): Service
   const metrics = parts.metrics ?? new Metrics();
   const bus = parts.bus ?? defaultBus(config, log);
   const model = parts.model ?? createModel(config, log);
-  const registry = parts.registry ?? createDefaultRegistry({ maxEventsPerSession: config.maxEventsPerSession });
+  const registry =
+    parts.registry ??
+    createDefaultRegistry({ enableSynthetic: config.enableSynthetic, maxEventsPerSession: config.maxEventsPerSession });
   const runs = new RunManager({ bus, model, log, metrics, runLeaseMs: config.runLeaseMs, maxRuns: config.maxRuns });
   const streams = new StreamRegistry({
     maxStreams: config.maxStreams,

@@ -97,6 +97,16 @@ describe('POST /execute validation', () => {
     expect(message).toMatch(field);
   });
 
+  it('knows no synthetic workflow unless ENABLE_SYNTHETIC=1: 400 invalid_request naming the workflow', async () => {
+    const plain = await startService({ enableSynthetic: false, keepAliveMs: null });
+    try {
+      const message = expectJsonError(await postExecuteRaw(plain.url, JSON.stringify(valid)), 400, 'invalid_request');
+      expect(message).toMatch(/workflow: unknown workflow "synthetic" \(registered: agents\)/);
+    } finally {
+      await plain.close();
+    }
+  });
+
   it('answers 400 (not 500) for a compressed body that does not inflate', async () => {
     for (const encoding of ['gzip', 'deflate', 'br']) {
       const response = await postExecuteRaw(svc.url, JSON.stringify(valid), { 'Content-Encoding': encoding });
@@ -172,7 +182,7 @@ describe('POST /execute validation', () => {
 describe('POST /execute runs', () => {
   let svc: RunningService;
   beforeAll(async () => {
-    const registry = createDefaultRegistry({ maxEventsPerSession: 10000 })
+    const registry = createDefaultRegistry({ enableSynthetic: true, maxEventsPerSession: 10000 })
       .register(overloadedWorkflow)
       .register(buggyWorkflow);
     svc = await startService({ keepAliveMs: null }, { registry });

@@ -53,6 +53,7 @@ describe('loadConfig', () => {
       apiKey: null,
       jwtSecret: null,
       logLevel: 'info',
+      enableSynthetic: false,
     });
   });
 
@@ -140,6 +141,17 @@ describe('loadConfig', () => {
         expect(error.variable).toBe('CORS_ORIGINS');
         expect(error.message).toContain('CORS_ORIGINS');
       }
+    });
+  });
+
+  describe('ENABLE_SYNTHETIC', () => {
+    it('reads 1/true as on and 0/false as off', () => {
+      for (const on of ['1', 'true', 'TRUE']) expect(loadConfig({ ENABLE_SYNTHETIC: on }).enableSynthetic).toBe(true);
+      for (const off of ['0', 'false']) expect(loadConfig({ ENABLE_SYNTHETIC: off }).enableSynthetic).toBe(false);
+    });
+
+    it.each(['yes', '2', 'on'])('rejects %j, naming ENABLE_SYNTHETIC', (bad) => {
+      expect(configError({ ENABLE_SYNTHETIC: bad }).variable).toBe('ENABLE_SYNTHETIC');
     });
   });
 

@@ -27,11 +27,15 @@ describe('WorkflowRegistry', () => {
 });
 
 describe('createDefaultRegistry', () => {
-  const registry = createDefaultRegistry({ maxEventsPerSession: 250 });
+  const registry = createDefaultRegistry({ enableSynthetic: true, maxEventsPerSession: 250 });
 
   it('registers agents and synthetic', () => {
     expect(registry.names().sort()).toEqual(['agents', 'synthetic']);
     expect(registry.get('agents')?.name).toBe('agents');
+  });
+
+  it('registers agents only unless synthetic is enabled (ENABLE_SYNTHETIC=1)', () => {
+    expect(createDefaultRegistry({ enableSynthetic: false, maxEventsPerSession: 250 }).names()).toEqual(['agents']);
   });
 
   it('bounds synthetic events by maxEventsPerSession', () => {
