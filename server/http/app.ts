@@ -7,6 +7,7 @@ import type { RunManager } from '../runs/run-manager';
 import type { TimelineBus } from '../timeline/bus';
 import type { WorkflowRegistry } from '../workflows/registry';
 import { Authenticator, authenticate } from './auth';
+import { refuseOtherSites, requireJson } from './cross-site';
 import { demoAssetRoute, demoPageRoute } from './demo-page';
 import { errorHandler, HttpError, notFound } from './errors';
 import { executeRoute } from './execute-route';
@@ -82,15 +83,16 @@ export function createApp(deps: AppDeps): Express {
   app.get('/timeline/stream/:sessionId', access, streamRoute({ bus, config, streams, metrics, log }));
   app.all('/timeline/stream/:sessionId', methodNotAllowed('GET'));
 
-  // Any content type is read as JSON: `curl -d '{...}'` without a header should just work.
-  const json = express.json({ limit: config.bodyLimitBytes, type: () => true, strict: false });
+  // Every POST changes state: refused from other sites, and JSON only (see cross-site.ts).
+  const postGuards = [refuseOtherSites(config.corsOrigins), requireJson];
+  const json = express.json({ limit: config.bodyLimitBytes, strict: false });
   const retryAfterS = Math.ceil(config.retryMs / 1000);
-  app.post('/execute', json, executeRoute({ runs, registry, bus, retryAfterS }));
+  app.post('/execute', postGuards, json, executeRoute({ runs, registry, bus, retryAfterS }));
   app.all('/execute', methodNotAllowed('POST'));
 
   app.get('/timeline/:sessionId', access, historyRoute(bus));
   app.all('/timeline/:sessionId', methodNotAllowed('GET'));
-  app.post('/timeline/:sessionId/cancel', access, cancelRoute(bus));
+  app.post('/timeline/:sessionId/cancel', postGuards, access, cancelRoute(bus));
   app.all('/timeline/:sessionId/cancel', methodNotAllowed('POST'));
 
   app.use(notFound);

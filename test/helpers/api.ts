@@ -74,9 +74,9 @@ export function getHistory(url: string, sessionId: string): Promise<ApiResponse<
   return request(`${url}/timeline/${sessionId}`);
 }
 
-/** `POST /timeline/:sessionId/cancel`. */
-export function cancelSession(url: string, sessionId: string): Promise<ApiResponse> {
-  return request(`${url}/timeline/${sessionId}/cancel`, { method: 'POST' });
+/** `POST /timeline/:sessionId/cancel`, as JSON like every POST (its body is empty). */
+export function cancelSession(url: string, sessionId: string, headers: Record<string, string> = {}): Promise<ApiResponse> {
+  return request(`${url}/timeline/${sessionId}/cancel`, { method: 'POST', headers: { 'Content-Type': 'application/json', ...headers } });
 }
 
 /**

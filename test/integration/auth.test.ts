@@ -6,7 +6,7 @@ import { TimelineClient } from '../../client-sdk/src';
 import type { Config } from '../../server/config';
 import type { TimelineBus } from '../../server/timeline/bus';
 import { MemoryBus } from '../../server/timeline/memory-bus';
-import { expectJsonError, request, type ApiResponse } from '../helpers/api';
+import { cancelSession, expectJsonError, request, type ApiResponse } from '../helpers/api';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server';
 import { settle } from '../helpers/sdk-run';
 import { newSessionId, startRedisService, startService, synthetic, type RunningService } from '../helpers/service';
@@ -71,7 +71,7 @@ describe('API_KEY', () => {
     request(`${svc.url}/timeline/stream/${sessionId}`, { headers }),
     post(svc.url, synthetic(sessionId, { events: 1 }), headers),
     request(`${svc.url}/timeline/${sessionId}`, { headers }),
-    request(`${svc.url}/timeline/${sessionId}/cancel`, { method: 'POST', headers }),
+    cancelSession(svc.url, sessionId, headers),
     request(`${svc.url}/no/such/route`, { headers }),
     request(`${svc.url}/execute`, { method: 'DELETE', headers }),
     request(`${svc.url}/`, { method: 'POST', headers }),
@@ -87,7 +87,7 @@ describe('API_KEY', () => {
     const history = await request(`${svc.url}/timeline/${sessionId}`, { headers: bearer(API_KEY) });
     expect(history.status).toBe(200);
     expect(history.json.done.status).toBe('completed');
-    const cancel = await request(`${svc.url}/timeline/${sessionId}/cancel`, { method: 'POST', headers: bearer(API_KEY) });
+    const cancel = await cancelSession(svc.url, sessionId, bearer(API_KEY));
     expectJsonError(cancel, 409, 'session_finished');
     // The scheme is case-insensitive (RFC 9110).
     expect((await request(`${svc.url}/timeline/${sessionId}`, { headers: { Authorization: `bearer ${API_KEY}` } })).status).toBe(200);
@@ -159,7 +159,7 @@ describe('API_KEY', () => {
     // A header, when sent, is the credential: a good query token does not rescue a bad one.
     expectUnauthorized(await request(`${svc.url}/timeline/stream/${sessionId}?access_token=${API_KEY}`, { headers: bearer('wrong') }));
     expectUnauthorized(await request(`${svc.url}/timeline/${sessionId}?access_token=${API_KEY}`));
-    expectUnauthorized(await request(`${svc.url}/timeline/${sessionId}/cancel?access_token=${API_KEY}`, { method: 'POST' }));
+    expectUnauthorized(await cancelSession(svc.url, `${sessionId}?access_token=${API_KEY}`));
     expectUnauthorized(
       await request(`${svc.url}/execute?access_token=${API_KEY}`, {
         method: 'POST',
@@ -320,7 +320,7 @@ function describeBinding(name: string, start: (overrides: Partial<Config>) => Pr
     const history = (svc: RunningService, sessionId: string, headers: Record<string, string>) =>
       request(`${svc.url}/timeline/${sessionId}`, { headers });
     const cancel = (svc: RunningService, sessionId: string, headers: Record<string, string>) =>
-      request(`${svc.url}/timeline/${sessionId}/cancel`, { method: 'POST', headers });
+      cancelSession(svc.url, sessionId, headers);
     const runAsync = (
       svc: RunningService,
       sessionId: string | undefined,
