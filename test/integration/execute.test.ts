@@ -116,7 +116,7 @@ describe('POST /execute validation', () => {
     it('answers 400 invalid_request, not 500, for a context nested 120,000 levels deep, and keeps serving', async () => {
       const body = `{"project_id":"p","query":"q","context":[{"type":"file","id":"f1","x":${nestedText(120_000)}}]}`;
       expect(Buffer.byteLength(body)).toBeLessThan(256 * 1024);
-      for (const headers of [{}, { Prefer: 'respond-async' }]) {
+      for (const headers of [{}, { Prefer: 'respond-async' }] as Array<Record<string, string>>) {
         const message = expectJsonError(await postExecuteRaw(svc.url, body, headers), 400, 'invalid_request');
         expect(message).toBe('context: nested deeper than 32 levels');
       }
