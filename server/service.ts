@@ -4,6 +4,7 @@ import type { Express } from 'express';
 import type { Logger } from 'pino';
 import type { Config } from './config';
 import { createApp } from './http/app';
+import { answerClientError } from './http/client-error';
 import { StreamRegistry } from './http/stream-registry';
 import { createLogger } from './log';
 import { Metrics } from './metrics';
@@ -69,6 +70,7 @@ export function createService(config: Config, parts: ServiceParts = {}): Service
   const listen = (port = config.port) =>
     new Promise<number>((resolve, reject) => {
       server = createServer(app);
+      server.on('clientError', answerClientError(log));
       server.once('error', reject);
       server.listen(port, () => resolve((server?.address() as AddressInfo).port));
     });

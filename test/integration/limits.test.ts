@@ -1,6 +1,5 @@
-import net from 'node:net';
 import type Redis from 'ioredis';
-import { cancelSession, executeAsync, expectJsonError, getHistory, postExecuteRaw, request, type ApiResponse } from '../helpers/api';
+import { cancelSession, executeAsync, expectJsonError, getHistory, postExecuteRaw, request, sendRaw, type ApiResponse } from '../helpers/api';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server';
 import { execute, newSessionId, startRedisService, startService, synthetic, type RunningService } from '../helpers/service';
 import { isNamed, openReady, openSse } from '../helpers/sse-reader';
@@ -201,14 +200,10 @@ describe('untrusted input never reaches headers, SSE fields or Redis keys', () =
   });
 
   it('never opens a stream for a header line with a bare LF (Node refuses the request)', async () => {
-    const socket = net.connect(Number(new URL(svc.url).port), '127.0.0.1');
-    const answer = new Promise<string>((resolve) => {
-      let text = '';
-      socket.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
-      socket.once('close', () => resolve(text));
-    });
-    socket.write(`GET /timeline/stream/${newSessionId()} HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 1-0\nevent: injected\r\nConnection: close\r\n\r\n`);
-    const text = await within(answer, 10000, 'the server to answer the malformed request');
+    const text = await sendRaw(
+      svc.url,
+      `GET /timeline/stream/${newSessionId()} HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 1-0\nevent: injected\r\nConnection: close\r\n\r\n`,
+    );
     expect(text).toMatch(/^HTTP\/1\.1 400 /);
     expect(text).not.toContain('text/event-stream');
     expect(text).not.toContain('injected');
