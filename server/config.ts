@@ -7,6 +7,12 @@ export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', '
 export interface Config {
   /** `PORT`. Defaults to `3000`. */
   port: number;
+  /**
+   * `METRICS_PORT`: when set, `/metrics` is served on this port only, not on `PORT`. Unset
+   * (`null`), it is served on `PORT`, so several instances on one host still differ only by
+   * `PORT`. (`0`, in code only: a free port.) Defaults to `null`.
+   */
+  metricsPort: number | null;
   /** `REDIS_URL`. Unset means the in-memory bus (one process only). */
   redisUrl: string | null;
   /** `ANTHROPIC_API_KEY`. Unset means the offline scripted model. */
@@ -53,6 +59,7 @@ export interface Config {
 
 export const DEFAULT_CONFIG: Config = {
   port: 3000,
+  metricsPort: null,
   redisUrl: null,
   anthropicApiKey: null,
   anthropicModel: 'claude-sonnet-5-5',
@@ -111,6 +118,13 @@ function positive(env: Env, name: string, fallback: number): number {
   return integer(env, name, fallback) as number;
 }
 
+function tcpPort(env: Env, name: string, fallback: number | null): number | null {
+  if (read(env, name) === undefined) return fallback;
+  const port = positive(env, name, 0);
+  if (port > 65535) throw new ConfigError(name, `${port} is not a TCP port`);
+  return port;
+}
+
 function optional(env: Env, name: string): string | null {
   return read(env, name) ?? null;
 }
@@ -164,10 +178,12 @@ function logLevel(env: Env, name: string): Config['logLevel'] {
 /** Reads and validates the whole configuration; throws `ConfigError` on the first bad value. */
 export function loadConfig(env: Env = process.env): Config {
   const d = DEFAULT_CONFIG;
-  const port = positive(env, 'PORT', d.port);
-  if (port > 65535) throw new ConfigError('PORT', `${port} is not a TCP port`);
+  const port = tcpPort(env, 'PORT', d.port) as number;
+  const metricsPort = tcpPort(env, 'METRICS_PORT', d.metricsPort);
+  if (metricsPort === port) throw new ConfigError('METRICS_PORT', `must differ from PORT (${port})`);
   return {
     port,
+    metricsPort,
     redisUrl: url(env, 'REDIS_URL'),
     anthropicApiKey: optional(env, 'ANTHROPIC_API_KEY'),
     anthropicModel: read(env, 'ANTHROPIC_MODEL') ?? d.anthropicModel,

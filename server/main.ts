@@ -14,7 +14,15 @@ async function main(): Promise<void> {
   }
   const service = createService(config);
   const port = await service.listen();
-  service.log.info({ port, bus: config.redisUrl ? 'redis' : 'memory', model: config.anthropicApiKey ? 'anthropic' : 'scripted' }, 'timeline service listening');
+  service.log.info(
+    {
+      port,
+      metrics_port: service.metricsPort ?? port,
+      bus: config.redisUrl ? 'redis' : 'memory',
+      model: config.anthropicApiKey ? 'anthropic' : 'scripted',
+    },
+    'timeline service listening',
+  );
 
   const stop = (signal: NodeJS.Signals) => {
     service.log.info({ signal }, 'shutting down');

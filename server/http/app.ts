@@ -76,7 +76,8 @@ export function createApp(deps: AppDeps): Express {
 
   app.get('/healthz', healthzRoute);
   app.get('/readyz', readyzRoute(bus));
-  app.get('/metrics', metricsRoute(metrics));
+  // With METRICS_PORT, only that port serves them (metrics-server.ts).
+  if (config.metricsPort === null) app.get('/metrics', metricsRoute(metrics));
   app.get('/', demoPageRoute);
   app.get('/assets/:file', demoAssetRoute);
 

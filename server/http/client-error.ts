@@ -11,7 +11,8 @@ import type { ErrorBody } from '../../client-sdk/src/types';
  */
 export function answerClientError(log: Logger): (error: NodeJS.ErrnoException, socket: Duplex) => void {
   return (error, socket) => {
-    log.debug({ err: error, code: error.code }, 'client error: request refused by the HTTP parser');
+    // No stack: a malformed request is the client's business, not a fault of ours.
+    log.debug({ code: error.code, reason: error.message }, 'client error: request refused by the HTTP parser');
     const tcp = socket as Socket;
     // Only before any response byte: after that the socket carries a response already (a
     // keep-alive connection's earlier one, or an open stream), which a second head would corrupt.

@@ -1,7 +1,7 @@
 import http from 'node:http';
 import { EventSource, type ErrorEvent } from 'eventsource';
 import type { DonePayload, ErrorBody, ExecuteResult, TimelineEvent } from '../../client-sdk/src/types';
-import { executeAsync, postExecuteRaw } from '../helpers/api';
+import { executeAsync, parseRawResponse, postExecuteRaw, sendRaw } from '../helpers/api';
 import { execute, newSessionId, synthetic } from '../helpers/service';
 import { isNamed, timelineEvents, type SseFrame, type SseReader, openReady, streamFollower } from '../helpers/sse-reader';
 import { within } from '../helpers/wait';
@@ -241,12 +241,31 @@ describe('graceful shutdown', () => {
   });
 });
 
+describe('METRICS_PORT', () => {
+  it('serves /metrics on its own port only, named in the listening line', async () => {
+    const metricsPort = await freePort();
+    const proc = await startProcess({ METRICS_PORT: String(metricsPort) });
+    const listening = proc.logs().find((l) => l.msg === 'timeline service listening');
+    expect(listening).toMatchObject({ port: proc.port, metrics_port: metricsPort });
+    const metrics = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+    expect(metrics.status).toBe(200);
+    expect(await metrics.text()).toContain('timeline_runs_total');
+    const onApi = await fetch(`${proc.url}/metrics`);
+    expect(onApi.status).toBe(404);
+    expect(((await onApi.json()) as ErrorBody).error.code).toBe('not_found');
+    const exit = await within(proc.stop('SIGTERM'), 10000, 'the process to exit');
+    expect(exit.code).toBe(0);
+  });
+});
+
 describe('bad configuration', () => {
   it.each([
     ['KEEPALIVE_MS', 'abc'],
     ['BODY_LIMIT', 'lots'],
     ['PORT', '70000'],
     ['LOG_LEVEL', 'loud'],
+    ['METRICS_PORT', '99999'],
+    ['ENABLE_SYNTHETIC', 'maybe'],
   ])('%s=%s stops the start with a non-zero exit and a message naming the variable', async (name, value) => {
     // A free PORT too, so a config check that let the value through could not fail on EADDRINUSE.
     const env = { PORT: String(await freePort()), [name]: value };
@@ -312,6 +331,16 @@ describe('log output', () => {
     ['invalid JSON', () => postExecuteRaw(proc.url, '{"project_id":')],
     ['body over the limit', () => postExecuteRaw(proc.url, JSON.stringify({ project_id: 'p', query: 'x'.repeat(300 * 1024) }))],
     ['missing fields', () => postExecuteRaw(proc.url, JSON.stringify({ query: 'q' }))],
+    ['not JSON', () => postExecuteRaw(proc.url, 'project_id=p', { 'Content-Type': 'application/x-www-form-urlencoded' })],
+    ['context nested 100,000 levels', () => postExecuteRaw(proc.url, `{"project_id":"p","query":"q","context":${'['.repeat(100_000)}${']'.repeat(100_000)}}`)],
+    ['headers over the limit', async () => {
+      const response = parseRawResponse(await sendRaw(proc.url, `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: ${'x'.repeat(20_000)}\r\n\r\n`));
+      return { status: response.status, text: response.body };
+    }],
+    ['a malformed request line', async () => {
+      const response = parseRawResponse(await sendRaw(proc.url, 'GARBAGE\r\n\r\n'));
+      return { status: response.status, text: response.body };
+    }],
   ];
 
   it('answers malformed requests with a 4xx JSON error, never a 500', async () => {

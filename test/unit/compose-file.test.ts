@@ -84,6 +84,9 @@ describe('docker-compose.yml', () => {
     expect(nginxMs(app.stop_grace_period ?? '10s')).toBeGreaterThan(DEFAULT_CONFIG.shutdownGraceMs);
     // Only nginx is published: every request goes through it.
     expect(app.ports).toBeUndefined();
+    // Metrics on their own port, inside the compose network only.
+    expect(app.environment?.METRICS_PORT).toMatch(/^\d+$/);
+    expect(app.expose).toEqual([app.environment?.PORT, app.environment?.METRICS_PORT]);
   });
 
   it('has a Redis that answers its healthcheck on the port the apps use', () => {

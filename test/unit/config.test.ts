@@ -33,6 +33,7 @@ describe('loadConfig', () => {
   it('gives the contract defaults for an empty environment', () => {
     expect(loadConfig({})).toEqual({
       port: 3000,
+      metricsPort: null,
       redisUrl: null,
       anthropicApiKey: null,
       anthropicModel: DEFAULT_CONFIG.anthropicModel,
@@ -90,6 +91,22 @@ describe('loadConfig', () => {
   it('rejects a PORT above 65535', () => {
     expect(loadConfig({ PORT: '65535' }).port).toBe(65535);
     expect(configError({ PORT: '65536' }).message).toContain('PORT');
+  });
+
+  describe('METRICS_PORT', () => {
+    it('is unset by default (metrics on PORT), and a TCP port other than PORT when set', () => {
+      expect(loadConfig({ METRICS_PORT: '9464' }).metricsPort).toBe(9464);
+      expect(loadConfig({ PORT: '8080', METRICS_PORT: '3000' }).metricsPort).toBe(3000);
+    });
+
+    it.each([['0'], ['65536'], ['abc'], ['-1']])('rejects %j, naming METRICS_PORT', (bad) => {
+      expect(configError({ METRICS_PORT: bad }).variable).toBe('METRICS_PORT');
+    });
+
+    it('rejects the same port as PORT', () => {
+      expect(configError({ METRICS_PORT: '3000' }).message).toBe('METRICS_PORT: must differ from PORT (3000)');
+      expect(configError({ PORT: '8080', METRICS_PORT: '8080' }).variable).toBe('METRICS_PORT');
+    });
   });
 
   describe('BODY_LIMIT', () => {
