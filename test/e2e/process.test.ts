@@ -1,5 +1,6 @@
 import http from 'node:http';
 import { EventSource, type ErrorEvent } from 'eventsource';
+import jwt from 'jsonwebtoken';
 import type { DonePayload, ErrorBody, ExecuteResult, TimelineEvent } from '../../client-sdk/src/types';
 import { executeAsync, parseRawResponse, postExecuteRaw, sendRaw } from '../helpers/api';
 import { execute, newSessionId, synthetic } from '../helpers/service';
@@ -296,22 +297,26 @@ describe('log output', () => {
     });
 
   it('never writes ?access_token= values to stdout, even at LOG_LEVEL=trace', async () => {
-    // With API_KEY set, ?access_token= is how a browser EventSource authenticates a stream.
+    // With JWT_SECRET set, ?access_token= is how a browser EventSource authenticates a stream.
     const apiKey = `sekrit-key-${process.pid}`;
-    const proc = await startProcess({ LOG_LEVEL: 'trace', API_KEY: apiKey });
+    const secret = `sekrit-secret-${process.pid}`;
+    const proc = await startProcess({ LOG_LEVEL: 'trace', API_KEY: apiKey, JWT_SECRET: secret });
+    const token = jwt.sign({ sub: 'alice' }, secret, { algorithm: 'HS256', expiresIn: 300 });
     const wrong = (n: number) => `sekrit-wrong-${n}-${process.pid}`;
     const sessionId = newSessionId();
     const isClientError = (status: number) => status >= 400 && status < 500;
 
     expect(isClientError((await get(`${proc.url}/timeline/stream/not-a-uuid?access_token=${wrong(1)}`)).status)).toBe(true);
-    expect(isClientError((await get(`${proc.url}/timeline/stream/${sessionId}?access_token=${apiKey}&lastEventId=x`)).status)).toBe(true);
+    expect(isClientError((await get(`${proc.url}/timeline/stream/${sessionId}?access_token=${token}&lastEventId=x`)).status)).toBe(true);
     expect(isClientError((await get(`${proc.url}/no/such/route?access_token=${wrong(2)}`)).status)).toBe(true);
+    // The shared key is refused in a URL, and not logged either.
+    expect((await get(`${proc.url}/timeline/stream/${sessionId}?access_token=${apiKey}`)).status).toBe(401);
     // A stream that opens, runs and closes (debug logs on close), and one the client cuts.
-    const reader = await openReady(`${proc.url}/timeline/stream/${sessionId}?access_token=${apiKey}`);
-    const answer = await execute(proc.url, synthetic(sessionId, { events: 2 }), { Authorization: `Bearer ${apiKey}` });
+    const reader = await openReady(`${proc.url}/timeline/stream/${sessionId}?access_token=${token}`);
+    const answer = await execute(proc.url, synthetic(sessionId, { events: 2 }), { Authorization: `Bearer ${token}` });
     expect(answer.status).toBe(200);
     await reader.ended;
-    const cut = await openReady(`${proc.url}/timeline/stream/${newSessionId()}?access_token=${apiKey}`);
+    const cut = await openReady(`${proc.url}/timeline/stream/${newSessionId()}?access_token=${token}`);
     cut.destroy();
     const exit = await within(proc.stop('SIGTERM'), 10000, 'the process to exit');
 
@@ -320,6 +325,7 @@ describe('log output', () => {
     expect(proc.logs().some((l) => l.msg === 'run finished' && l.session_id === sessionId)).toBe(true);
     expect(proc.stdout).not.toContain('sekrit-');
     expect(proc.stderr).not.toContain('sekrit-');
+    expect(proc.stdout).not.toContain(token);
   });
 
   /** Requests a client gets wrong; each must be a 4xx JSON error and must not log a stack. */

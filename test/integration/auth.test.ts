@@ -142,39 +142,21 @@ describe('API_KEY', () => {
     }
   });
 
-  it('takes ?access_token= on the stream route only, with ?lastEventId= beside it', async () => {
+  it('refuses the long-lived key as ?access_token= (it belongs in the Authorization header only)', async () => {
     const sessionId = newSessionId();
-    const reader = await openReady(`${svc.url}/timeline/stream/${sessionId}?access_token=${API_KEY}`);
-    expect((await post(svc.url, synthetic(sessionId, { events: 3 }), bearer(API_KEY))).status).toBe(200);
-    const done = await reader.waitFor(isNamed('done'));
-    const first = timelineEvents<{ event_id: string }>(reader)[0].event_id;
-
-    const resumed = await openReady(`${svc.url}/timeline/stream/${sessionId}?access_token=${API_KEY}&lastEventId=${first}`);
-    await resumed.waitFor(isNamed('done'));
-    expect(seqs(timelineEvents<{ seq: number }>(resumed))).toEqual(range(2, 5));
-    const finished = await openSse(`${svc.url}/timeline/stream/${sessionId}?lastEventId=${done.id}&access_token=${API_KEY}`);
-    expect(finished.status).toBe(204);
-
-    expectUnauthorized(await request(`${svc.url}/timeline/stream/${sessionId}?access_token=wrong`));
-    // A header, when sent, is the credential: a good query token does not rescue a bad one.
-    expectUnauthorized(await request(`${svc.url}/timeline/stream/${sessionId}?access_token=${API_KEY}`, { headers: bearer('wrong') }));
-    expectUnauthorized(await request(`${svc.url}/timeline/${sessionId}?access_token=${API_KEY}`));
-    expectUnauthorized(await cancelSession(svc.url, `${sessionId}?access_token=${API_KEY}`));
-    expectUnauthorized(
-      await request(`${svc.url}/execute?access_token=${API_KEY}`, {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/json' },
-        body: JSON.stringify(synthetic(newSessionId(), { events: 1 })),
-      }),
-    );
+    expectUnauthorized(await request(`${svc.url}/timeline/stream/${sessionId}?access_token=${API_KEY}`));
+    expectUnauthorized(await request(`${svc.url}/timeline/stream/${sessionId}?lastEventId=1-0&access_token=${API_KEY}`));
+    // By header, the same key opens the same stream.
+    const reader = await openReady(`${svc.url}/timeline/stream/${sessionId}`, { headers: bearer(API_KEY) });
+    reader.destroy();
   });
 
   it('never logs a credential, even at trace level and on errors', async () => {
     const sessionId = newSessionId();
-    const reader = await openReady(`${svc.url}/timeline/stream/${sessionId}?access_token=${API_KEY}`);
+    const reader = await openReady(`${svc.url}/timeline/stream/${sessionId}`, { headers: bearer(API_KEY) });
     expect((await post(svc.url, synthetic(sessionId, { events: 2 }), bearer(API_KEY))).status).toBe(200);
     await reader.ended;
-    const cut = await openReady(`${svc.url}/timeline/stream/${newSessionId()}?access_token=${API_KEY}`);
+    const cut = await openReady(`${svc.url}/timeline/stream/${newSessionId()}`, { headers: bearer(API_KEY) });
     cut.destroy();
     const wrong = 'sekrit-wrong-token';
     const attempts = [
@@ -194,7 +176,7 @@ describe('API_KEY', () => {
     const entries = logs.lines.map((line) => JSON.parse(line) as { msg: string; session_id?: string });
     expect(entries.some((entry) => entry.msg === 'run finished' && entry.session_id === sessionId)).toBe(true);
     expect(entries.some((entry) => entry.msg === 'stream closed')).toBe(true);
-    expect(entries.filter((entry) => entry.msg === 'unauthorized request').length).toBeGreaterThanOrEqual(3);
+    expect(entries.filter((entry) => entry.msg === 'unauthorized request').length).toBeGreaterThanOrEqual(4);
     expect(logs.text()).not.toContain('sekrit');
   });
 
@@ -232,6 +214,33 @@ describe('JWT_SECRET', () => {
     expect((await post(svc.url, synthetic(sessionId, { events: 2 }), bearer(token()))).status).toBe(200);
     await reader.waitFor(isNamed('done'));
     expect((await historyWith(token(), sessionId)).status).toBe(200);
+  });
+
+  it('takes ?access_token= on the stream route only, with ?lastEventId= beside it', async () => {
+    const sessionId = newSessionId();
+    const reader = await openReady(`${svc.url}/timeline/stream/${sessionId}?access_token=${token()}`);
+    expect((await post(svc.url, synthetic(sessionId, { events: 3 }), bearer(token()))).status).toBe(200);
+    const done = await reader.waitFor(isNamed('done'));
+    const first = timelineEvents<{ event_id: string }>(reader)[0].event_id;
+
+    const resumed = await openReady(`${svc.url}/timeline/stream/${sessionId}?access_token=${token()}&lastEventId=${first}`);
+    await resumed.waitFor(isNamed('done'));
+    expect(seqs(timelineEvents<{ seq: number }>(resumed))).toEqual(range(2, 5));
+    const finished = await openSse(`${svc.url}/timeline/stream/${sessionId}?lastEventId=${done.id}&access_token=${token()}`);
+    expect(finished.status).toBe(204);
+
+    expectUnauthorized(await request(`${svc.url}/timeline/stream/${sessionId}?access_token=wrong`));
+    // A header, when sent, is the credential: a good query token does not rescue a bad one.
+    expectUnauthorized(await request(`${svc.url}/timeline/stream/${sessionId}?access_token=${token()}`, { headers: bearer('wrong') }));
+    expectUnauthorized(await request(`${svc.url}/timeline/${sessionId}?access_token=${token()}`));
+    expectUnauthorized(await cancelSession(svc.url, `${sessionId}?access_token=${token()}`));
+    expectUnauthorized(
+      await request(`${svc.url}/execute?access_token=${token()}`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify(synthetic(newSessionId(), { events: 1 })),
+      }),
+    );
   });
 
   it('refuses expired, not yet valid, exp-less, unsigned, other-algorithm and wrongly signed tokens', async () => {
@@ -295,6 +304,17 @@ describe('API_KEY and JWT_SECRET both set', () => {
     expectJsonError(await history(aliceSession, API_KEY), 404, 'session_not_found');
     expectJsonError(await history(aliceSession, token('bob')), 404, 'session_not_found');
     expectUnauthorized(await history(keySession, token('api-key')));
+  });
+
+  it('takes a token as ?access_token=, but never the shared key', async () => {
+    const keySession = newSessionId();
+    expect((await post(svc.url, synthetic(keySession, { events: 1 }), bearer(API_KEY))).status).toBe(200);
+    expectUnauthorized(await request(`${svc.url}/timeline/stream/${keySession}?access_token=${API_KEY}`));
+    const aliceSession = newSessionId();
+    expect((await post(svc.url, synthetic(aliceSession, { events: 1 }), bearer(token('alice')))).status).toBe(200);
+    const replay = await openSse(`${svc.url}/timeline/stream/${aliceSession}?access_token=${token('alice')}`);
+    await replay.waitFor(isNamed('done'));
+    expect(replay.status).toBe(200);
   });
 });
 
