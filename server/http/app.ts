@@ -12,7 +12,7 @@ import { demoAssetRoute, demoPageRoute } from './demo-page';
 import { errorHandler, HttpError, notFound } from './errors';
 import { executeRoute } from './execute-route';
 import { healthzRoute, metricsRoute, readyzRoute } from './health-routes';
-import { sessionAccess } from './session-access';
+import { bindingSessionAccess, runOwnerAccess } from './session-access';
 import { cancelRoute, historyRoute } from './session-routes';
 import type { StreamRegistry } from './stream-registry';
 import { streamRoute } from './stream-route';
@@ -72,7 +72,8 @@ export function createApp(deps: AppDeps): Express {
   // After CORS, so a 401 carries its headers and a preflight never needs credentials.
   const authenticator = new Authenticator(config);
   if (authenticator.enabled) app.use(authenticate(authenticator, log));
-  const access = sessionAccess(bus);
+  const binding = bindingSessionAccess(bus);
+  const ownerOnly = runOwnerAccess(bus);
 
   app.get('/healthz', healthzRoute);
   app.get('/readyz', readyzRoute(bus));
@@ -81,7 +82,7 @@ export function createApp(deps: AppDeps): Express {
   app.get('/', demoPageRoute);
   app.get('/assets/:file', demoAssetRoute);
 
-  app.get('/timeline/stream/:sessionId', access, streamRoute({ bus, config, streams, metrics, log }));
+  app.get('/timeline/stream/:sessionId', binding, streamRoute({ bus, config, streams, metrics, log }));
   app.all('/timeline/stream/:sessionId', methodNotAllowed('GET'));
 
   // Every POST changes state: refused from other sites, and JSON only (see cross-site.ts).
@@ -91,9 +92,9 @@ export function createApp(deps: AppDeps): Express {
   app.post('/execute', postGuards, json, executeRoute({ runs, registry, bus, retryAfterS }));
   app.all('/execute', methodNotAllowed('POST'));
 
-  app.get('/timeline/:sessionId', access, historyRoute(bus));
+  app.get('/timeline/:sessionId', ownerOnly, historyRoute(bus));
   app.all('/timeline/:sessionId', methodNotAllowed('GET'));
-  app.post('/timeline/:sessionId/cancel', postGuards, access, cancelRoute(bus));
+  app.post('/timeline/:sessionId/cancel', postGuards, ownerOnly, cancelRoute(bus));
   app.all('/timeline/:sessionId/cancel', methodNotAllowed('POST'));
 
   app.use(notFound);

@@ -7,7 +7,7 @@ import type { WorkflowRegistry } from '../workflows/registry';
 import { callerOf } from './auth';
 import { HttpError, sendError } from './errors';
 import { parseExecuteRequest } from './execute-request';
-import { assertSessionAccess } from './session-access';
+import { bindSessionAccess } from './session-access';
 
 export interface ExecuteRouteDeps {
   runs: RunManager;
@@ -28,10 +28,12 @@ export function executeRoute({ runs, registry, bus, retryAfterS }: ExecuteRouteD
   return async (req, res) => {
     const command = parseExecuteRequest(req.body, registry);
     const sessionId = command.sessionId ?? randomUUID();
-    await assertSessionAccess(bus, sessionId, callerOf(res));
+    const caller = callerOf(res);
+    // Binds first, so a stream another caller opened on this id meanwhile wins or loses atomically.
+    await bindSessionAccess(bus, sessionId, caller);
     let run;
     try {
-      run = await runs.start(sessionId, command.workflow, command.input);
+      run = await runs.start(sessionId, command.workflow, command.input, { caller });
     } catch (error) {
       if (error instanceof TooManyRunsError) {
         throw new HttpError(503, 'too_many_runs', error.message, { headers: { 'Retry-After': String(retryAfterS) } });

@@ -29,6 +29,12 @@ export interface RunSummary {
   durationMs: number;
 }
 
+/** Who asks for a run. */
+export interface StartOptions {
+  /** The authenticated caller (auth on): the session is theirs, stored with the run. Defaults to `null`. */
+  caller?: string | null;
+}
+
 /** A started run: its session and the promise of how it ended (never rejects). */
 export interface RunHandle {
   sessionId: string;
@@ -81,7 +87,7 @@ export class RunManager {
    * Claims the session (atomic, across instances) and starts the run in the background. The
    * claim carries `WORKFLOW_START`, so the run's first event needs no round trip of its own.
    */
-  async start<P>(sessionId: string, workflow: Workflow<P>, input: WorkflowInput<P>): Promise<RunHandle> {
+  async start<P>(sessionId: string, workflow: Workflow<P>, input: WorkflowInput<P>, options: StartOptions = {}): Promise<RunHandle> {
     const first = toEvent(sessionId, 1, {
       type: 'WORKFLOW_START',
       status: 'IN_PROGRESS',
@@ -91,7 +97,7 @@ export class RunManager {
     // Checked and counted before any await, so concurrent starts cannot overshoot the limit.
     if (this.active.size + this.claiming >= this.options.maxRuns) throw new TooManyRunsError();
     this.claiming += 1;
-    const claimed = await this.options.bus.claimRun(sessionId, this.ownerId, this.leaseMs, first).finally(() => {
+    const claimed = await this.options.bus.claimRun(sessionId, this.ownerId, this.leaseMs, first, options.caller ?? null).finally(() => {
       this.claiming -= 1;
     });
     if (!claimed) throw new SessionConflictError(sessionId);

@@ -399,6 +399,27 @@ function describeBinding(name: string, start: (overrides: Partial<Config>) => Pr
       expect((await history(a, made.json.session_id, A())).status).toBe(200);
     });
 
+    it('never binds on history or cancel: a stranger answered 404 first does not take the session', async () => {
+      const sessionId = newSessionId();
+      const notFound = await unseenBody(b);
+      for (const response of [await history(a, sessionId, B()), await cancel(b, sessionId, B()), await history(b, sessionId, B())]) {
+        expectJsonError(response, 404, 'session_not_found');
+        expect(response.text.replace(sessionId, '<id>')).toBe(notFound);
+      }
+      // A, who really makes the session, streams and runs it as if B had never asked.
+      const reader = await openReady(streamUrl(b, sessionId), { headers: A() });
+      expect((await runAsync(a, sessionId, A())).status).toBe(202);
+      expect(JSON.parse((await reader.waitFor(isNamed('done'), 15000)).data).status).toBe('completed');
+      expectJsonError(await history(a, sessionId, B()), 404, 'session_not_found');
+      expect((await history(b, sessionId, A())).status).toBe(200);
+
+      // The same for a run started with no stream first.
+      const direct = newSessionId();
+      expectJsonError(await cancel(a, direct, B()), 404, 'session_not_found');
+      expect((await post(b.url, synthetic(direct, { events: 1 }), A())).status).toBe(200);
+      expect((await history(a, direct, A())).json.done.status).toBe('completed');
+    });
+
     it('binds exactly one caller when two touch a session first at the same time', async () => {
       for (let i = 0; i < 8; i++) {
         // A streams on one instance while B starts a run on the other.
@@ -448,27 +469,29 @@ describe('on Redis', () => {
     Promise.all([startRedisService(redis.url, overrides), startRedisService(redis.url, overrides)]),
   );
 
-  it('keeps the binding in timeline:{<id>}:caller with the log TTL, and writes none with auth off', async () => {
+  it('stores the binding with the run (a caller field of its meta hash, living as long as the log), and none with auth off', async () => {
     const admin = redis.admin();
     const secured = await startRedisService(redis.url, { jwtSecret: JWT_SECRET, eventTtlS: 120, keepAliveMs: null });
     const open = await startRedisService(redis.url, { eventTtlS: 120, keepAliveMs: null });
     try {
       const sessionId = newSessionId();
       expect((await post(secured.url, synthetic(sessionId, { events: 1 }), bearer(token('alice')))).status).toBe(200);
-      const key = `timeline:{${sessionId}}:caller`;
-      expect(await admin.get(key)).toBe('alice');
-      const ttl = await admin.ttl(key);
-      expect(ttl).toBeGreaterThan(100);
-      expect(ttl).toBeLessThanOrEqual(120);
-      // Never shorter than the session's log lives at the touch.
-      await admin.expire(`timeline:{${sessionId}}:meta`, 5000);
-      expect((await request(`${secured.url}/timeline/${sessionId}`, { headers: bearer(token('alice')) })).status).toBe(200);
-      expect(await admin.ttl(key)).toBeGreaterThan(4900);
+      const meta = `timeline:{${sessionId}}:meta`;
+      expect(await admin.hget(meta, 'caller')).toBe('alice');
+      // The binding made before the run may lapse: the run's own keeps the session alice's.
+      await admin.del(`timeline:{${sessionId}}:caller`);
+      await admin.expire(meta, 5000);
+      const historyAs = (who: string) => request(`${secured.url}/timeline/${sessionId}`, { headers: bearer(token(who)) });
+      expectJsonError(await historyAs('bob'), 404, 'session_not_found');
+      expect((await streamAnswer(`${secured.url}/timeline/stream/${sessionId}`, bearer(token('bob')))).status).toBe(404);
+      expect((await historyAs('alice')).status).toBe(200);
+      expect(await admin.exists(`timeline:{${sessionId}}:caller`)).toBe(0);
 
       const anyone = newSessionId();
       expect((await post(open.url, synthetic(anyone, { events: 1 }))).status).toBe(200);
       expect((await request(`${open.url}/timeline/${anyone}`)).status).toBe(200);
       expect(await admin.exists(`timeline:{${anyone}}:meta`)).toBe(1);
+      expect(await admin.hget(`timeline:{${anyone}}:meta`, 'caller')).toBeNull();
       expect(await admin.exists(`timeline:{${anyone}}:caller`)).toBe(0);
     } finally {
       await Promise.all([secured.close(), open.close()]);
