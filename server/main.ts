@@ -1,5 +1,6 @@
 import { ConfigError, loadConfig } from './config';
 import { createService } from './service';
+import { startupWarnings } from './startup-warnings';
 
 async function main(): Promise<void> {
   let config;
@@ -13,6 +14,9 @@ async function main(): Promise<void> {
     throw error;
   }
   const service = createService(config);
+  for (const warning of startupWarnings(config, { production: process.env.NODE_ENV === 'production' })) {
+    service.log[warning.level]({ warning: warning.code }, warning.message);
+  }
   const port = await service.listen();
   service.log.info(
     {

@@ -242,6 +242,22 @@ describe('graceful shutdown', () => {
   });
 });
 
+describe('NODE_ENV=production', () => {
+  it('logs a loud warning at start when auth is off, and none once API_KEY is set', async () => {
+    const open = await startProcess({ NODE_ENV: 'production' });
+    const warning = open.logs().find((l) => l.warning === 'auth_off');
+    expect(warning).toMatchObject({ level: 50, msg: expect.stringMatching(/^AUTHENTICATION IS OFF/) });
+    // Before the listening line: the first thing an operator reads.
+    expect(open.logs().indexOf(warning!)).toBeLessThan(open.logs().findIndex((l) => l.msg === 'timeline service listening'));
+
+    const metricsPort = String(await freePort());
+    const secured = await startProcess({ NODE_ENV: 'production', API_KEY: 'k-0123456789', METRICS_PORT: metricsPort, ENABLE_SYNTHETIC: '0' });
+    expect(secured.logs().filter((l) => l.warning !== undefined)).toEqual([]);
+    const development = await startProcess({});
+    expect(development.logs().filter((l) => l.warning !== undefined)).toEqual([]);
+  });
+});
+
 describe('METRICS_PORT', () => {
   it('serves /metrics on its own port only, named in the listening line', async () => {
     const metricsPort = await freePort();

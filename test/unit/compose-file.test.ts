@@ -84,6 +84,8 @@ describe('docker-compose.yml', () => {
     expect(nginxMs(app.stop_grace_period ?? '10s')).toBeGreaterThan(DEFAULT_CONFIG.shutdownGraceMs);
     // Only nginx is published: every request goes through it.
     expect(app.ports).toBeUndefined();
+    // Auth comes from the operator's environment, empty (off) unless given.
+    expect(app.environment).toMatchObject({ API_KEY: '${API_KEY:-}', JWT_SECRET: '${JWT_SECRET:-}' });
     // Metrics on their own port, inside the compose network only.
     expect(app.environment?.METRICS_PORT).toMatch(/^\d+$/);
     expect(app.expose).toEqual([app.environment?.PORT, app.environment?.METRICS_PORT]);
@@ -98,7 +100,8 @@ describe('docker-compose.yml', () => {
   it('mounts deploy/nginx.conf read-only as nginx.conf and publishes its listen port', () => {
     const nginx = services.nginx;
     expect(nginx.volumes).toContain('./deploy/nginx.conf:/etc/nginx/nginx.conf:ro');
-    expect(nginx.ports).toEqual([`${listenPort}:${listenPort}`]);
+    // On localhost only: as shipped, the service has no auth (API_KEY / JWT_SECRET unset).
+    expect(nginx.ports).toEqual([`127.0.0.1:${listenPort}:${listenPort}`]);
     expect(nginx.depends_on).toEqual(Object.fromEntries(appNames.map((name) => [name, { condition: 'service_healthy' }])));
   });
 });
@@ -157,6 +160,12 @@ describe('Dockerfile', () => {
     .filter((line) => line.startsWith('COPY ') && !line.startsWith('COPY --from'))
     .flatMap((line) => line.split(/\s+/).slice(1, -1));
   const last = (keyword: string) => runtime.filter((line) => line.startsWith(`${keyword} `)).at(-1) ?? '';
+
+  it('builds and runs on Node 24 LTS, while package.json keeps Node 20 as the minimum', () => {
+    expect(dockerfile).toMatch(/^ARG NODE_IMAGE=node:24-[\w.-]+$/m);
+    for (const stage of stages) expect(stage[0]).toMatch(/^FROM \$\{NODE_IMAGE\}/);
+    expect((JSON.parse(read('package.json')) as { engines: { node: string } }).engines.node).toBe('>=20');
+  });
 
   it('builds in one stage and runs from another with production dependencies only', () => {
     expect(stages.length).toBeGreaterThanOrEqual(2);
