@@ -15,6 +15,7 @@ import { RunManager } from './runs/run-manager';
 import type { TimelineBus } from './timeline/bus';
 import { MemoryBus } from './timeline/memory-bus';
 import { RedisBus } from './timeline/redis-bus';
+import { checkRedisMemory } from './timeline/redis-memory-check';
 import { createDefaultRegistry, type WorkflowRegistry } from './workflows/registry';
 
 /** Parts a caller (tests, benchmarks) may supply instead of the ones the config implies. */
@@ -75,6 +76,8 @@ export function createService(config: Config, parts: ServiceParts = {}): Service
   let metricsServer: Server | null = null;
 
   const listen = async (port = config.port) => {
+    // In the background: a warning to read at start, never a reason to delay or refuse it.
+    if (config.redisUrl !== null) void checkRedisMemory(config.redisUrl, log);
     server = createServer(app);
     server.on('clientError', answerClientError(log));
     const bound = await listenOn(server, port);

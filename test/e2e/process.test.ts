@@ -3,6 +3,7 @@ import { EventSource, type ErrorEvent } from 'eventsource';
 import jwt from 'jsonwebtoken';
 import type { DonePayload, ErrorBody, ExecuteResult, TimelineEvent } from '../../client-sdk/src/types';
 import { executeAsync, parseRawResponse, postExecuteRaw, sendRaw } from '../helpers/api';
+import { startRedisServer } from '../helpers/redis-server';
 import { execute, newSessionId, synthetic } from '../helpers/service';
 import { isNamed, timelineEvents, type SseFrame, type SseReader, openReady, streamFollower } from '../helpers/sse-reader';
 import { within } from '../helpers/wait';
@@ -255,6 +256,26 @@ describe('NODE_ENV=production', () => {
     expect(secured.logs().filter((l) => l.warning !== undefined)).toEqual([]);
     const development = await startProcess({});
     expect(development.logs().filter((l) => l.warning !== undefined)).toEqual([]);
+  });
+});
+
+describe('REDIS_URL: the memory check at start', () => {
+  it('warns when Redis may evict keys, and reports a safe Redis at info level', async () => {
+    const unsafe = await startRedisServer({ args: ['--maxmemory', '64mb', '--maxmemory-policy', 'allkeys-lru'] });
+    const safe = await startRedisServer({ args: ['--maxmemory', '64mb', '--maxmemory-policy', 'noeviction'] });
+    try {
+      const warned = await startProcess({ REDIS_URL: unsafe.url });
+      const line = await warned.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('Redis memory settings are unsafe'));
+      expect(line).toMatchObject({ level: 40, maxmemory_policy: 'allkeys-lru', problems: [expect.stringContaining('use noeviction')] });
+      // A warning, not a refusal: the instance serves.
+      expect((await fetch(`${warned.url}/readyz`)).status).toBe(200);
+
+      const checked = await startProcess({ REDIS_URL: safe.url });
+      expect(await checked.waitForLog((l) => l.msg === 'Redis memory settings checked')).toMatchObject({ level: 30, problems: [] });
+    } finally {
+      await stopAllProcesses();
+      await Promise.all([unsafe.stop(), safe.stop()]);
+    }
   });
 });
 

@@ -91,6 +91,14 @@ describe('docker-compose.yml', () => {
     expect(app.expose).toEqual([app.environment?.PORT, app.environment?.METRICS_PORT]);
   });
 
+  it('bounds Redis memory and never lets it evict keys (what the instances check at start)', () => {
+    const command = services.redis.command ?? [];
+    const value = (flag: string) => command[command.indexOf(flag) + 1];
+    expect(command).toContain('--maxmemory');
+    expect(value('--maxmemory')).toMatch(/^[1-9]\d*(mb|gb)$/);
+    expect(value('--maxmemory-policy')).toBe('noeviction');
+  });
+
   it('has a Redis that answers its healthcheck on the port the apps use', () => {
     expect(services.redis.healthcheck?.test).toEqual(['CMD', 'redis-cli', 'ping']);
     expect(services.redis.command ?? []).not.toContain('--port');
