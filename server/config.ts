@@ -37,6 +37,8 @@ export interface Config {
   maxStreams: number;
   /** `MAX_RUNS`: workflow runs executing at once on this instance. Defaults to `1000`. */
   maxRuns: number;
+  /** `MAX_RUN_DURATION_MS`: a run still going after this fails with `run_timeout`. Defaults to `900000` (15 min). */
+  maxRunDurationMs: number;
   /** `RETRY_MS`: the SSE `retry:` hint. Defaults to `2000`. */
   retryMs: number;
   /** `RUN_LEASE_MS`: how long a run owner's lease lasts unrenewed. Defaults to `10000`. */
@@ -72,6 +74,7 @@ export const DEFAULT_CONFIG: Config = {
   maxEventsPerSession: 10000,
   maxStreams: 10000,
   maxRuns: 1000,
+  maxRunDurationMs: 15 * 60 * 1000,
   retryMs: 2000,
   runLeaseMs: 10000,
   busOutageMs: 30000,
@@ -198,6 +201,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxEventsPerSession: positive(env, 'MAX_EVENTS_PER_SESSION', d.maxEventsPerSession),
     maxStreams: positive(env, 'MAX_STREAMS', d.maxStreams),
     maxRuns: positive(env, 'MAX_RUNS', d.maxRuns),
+    maxRunDurationMs: positive(env, 'MAX_RUN_DURATION_MS', d.maxRunDurationMs),
     retryMs: positive(env, 'RETRY_MS', d.retryMs),
     runLeaseMs: positive(env, 'RUN_LEASE_MS', d.runLeaseMs),
     busOutageMs: positive(env, 'BUS_OUTAGE_MS', d.busOutageMs),

@@ -63,7 +63,15 @@ export function createService(config: Config, parts: ServiceParts = {}): Service
   const registry =
     parts.registry ??
     createDefaultRegistry({ enableSynthetic: config.enableSynthetic, maxEventsPerSession: config.maxEventsPerSession });
-  const runs = new RunManager({ bus, model, log, metrics, runLeaseMs: config.runLeaseMs, maxRuns: config.maxRuns });
+  const runs = new RunManager({
+    bus,
+    model,
+    log,
+    metrics,
+    runLeaseMs: config.runLeaseMs,
+    maxRuns: config.maxRuns,
+    maxRunDurationMs: config.maxRunDurationMs,
+  });
   const streams = new StreamRegistry({
     maxStreams: config.maxStreams,
     retryMs: config.retryMs,

@@ -19,6 +19,9 @@ export function endingFromError(error: unknown, signal: AbortSignal): RunEnding 
   if (abort?.reason === 'shutdown') {
     return failed({ code: 'shutdown', message: 'The instance shut down before the run finished' }, 503);
   }
+  if (abort?.reason === 'timeout') {
+    return failed({ code: 'run_timeout', message: 'The run took longer than the maximum run duration (MAX_RUN_DURATION_MS)' }, 504);
+  }
   if (abort?.reason === 'lease_lost') {
     return failed({ code: 'run_lost', message: 'The run lost its lease and was taken over' }, 500);
   }

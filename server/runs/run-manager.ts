@@ -6,7 +6,7 @@ import type { Model } from '../models/model';
 import { RunLostError, type EventDraft, type TimelineBus } from '../timeline/bus';
 import type { StepDraft, Workflow, WorkflowInput } from '../workflows/workflow';
 import { endingFromError, type RunEnding } from './outcome';
-import { RunAbort } from './run-abort';
+import { RunAbort, untilAborted } from './run-abort';
 
 export interface RunManagerOptions {
   bus: TimelineBus;
@@ -17,6 +17,8 @@ export interface RunManagerOptions {
   runLeaseMs?: number;
   /** `MAX_RUNS`: runs executing (or being claimed) at once; beyond it `start` throws `TooManyRunsError`. */
   maxRuns: number;
+  /** `MAX_RUN_DURATION_MS`: a run still going after this is aborted and fails with `run_timeout`. */
+  maxRunDurationMs: number;
 }
 
 export interface RunSummary {
@@ -196,13 +198,27 @@ export class RunManager {
       );
     }, Math.max(1, Math.floor(this.leaseMs / 3)));
     lease.unref();
+    const deadline = setTimeout(() => {
+      if (!signal.aborted) controller.abort(new RunAbort('timeout'));
+    }, this.options.maxRunDurationMs);
+    deadline.unref();
+
+    // What the workflow emits once it has returned, or once its run was aborted, is refused:
+    // the run's terminal step and `done` must be the last entries of its log.
+    let workflowOver = false;
+    const workflowEmit = (step: StepDraft): Promise<void> =>
+      workflowOver ? Promise.reject(signal.aborted ? (signal.reason as Error) : new Error('the run has ended')) : emit(step);
 
     // Until the run proves otherwise, it failed: whatever happens, `done` carries an outcome.
     let ending: RunEnding = endingFromError(new Error('run did not finish'), signal);
     let result: unknown;
     let doneId: string | null;
     try {
-      result = await workflow.run(input, { sessionId, signal, model, emit, log });
+      try {
+        result = await untilAborted(workflow.run(input, { sessionId, signal, model, emit: workflowEmit, log }), signal);
+      } finally {
+        workflowOver = true;
+      }
       signal.throwIfAborted();
       await emit({
         type: 'WORKFLOW_COMPLETE',
@@ -219,6 +235,7 @@ export class RunManager {
       await this.emitTerminalStep(emit, ending.done, log);
     } finally {
       clearInterval(lease);
+      clearTimeout(deadline);
       await tail;
       doneId = await this.signalDone(sessionId, ending.done, log);
     }
