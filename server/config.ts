@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import bytes from 'bytes';
 import { z } from 'zod';
 
@@ -39,6 +40,17 @@ export interface Config {
   maxRuns: number;
   /** `MAX_RUN_DURATION_MS`: a run still going after this fails with `run_timeout`. Defaults to `900000` (15 min). */
   maxRunDurationMs: number;
+  /**
+   * `MAX_RUNS_PER_CALLER`: runs one caller (API key, JWT subject, or client address with auth
+   * off) may have going at once on one instance. Defaults to `10`.
+   */
+  maxRunsPerCaller: number;
+  /**
+   * `TRUST_PROXY`: which proxies' `X-Forwarded-For` names the client (express's `trust proxy`):
+   * a hop count, or a comma-separated list of `loopback`, `linklocal`, `uniquelocal`, addresses
+   * and CIDR ranges. `null`: none, the client is the socket's peer. Defaults to `null`.
+   */
+  trustProxy: number | string[] | null;
   /** `RETRY_MS`: the SSE `retry:` hint. Defaults to `2000`. */
   retryMs: number;
   /** `RUN_LEASE_MS`: how long a run owner's lease lasts unrenewed. Defaults to `10000`. */
@@ -75,6 +87,8 @@ export const DEFAULT_CONFIG: Config = {
   maxStreams: 10000,
   maxRuns: 1000,
   maxRunDurationMs: 15 * 60 * 1000,
+  maxRunsPerCaller: 10,
+  trustProxy: null,
   retryMs: 2000,
   runLeaseMs: 10000,
   busOutageMs: 30000,
@@ -126,6 +140,24 @@ function tcpPort(env: Env, name: string, fallback: number | null): number | null
   const port = positive(env, name, 0);
   if (port > 65535) throw new ConfigError(name, `${port} is not a TCP port`);
   return port;
+}
+
+const PROXY_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+function trustProxy(env: Env, name: string): Config['trustProxy'] {
+  const raw = read(env, name);
+  if (raw === undefined) return null;
+  if (/^\d+$/.test(raw)) return positive(env, name, 0);
+  const list = raw.split(',').map((item) => item.trim()).filter(Boolean);
+  for (const item of list) {
+    const [address, prefix, ...rest] = item.split('/');
+    const version = isIP(address);
+    const prefixOk = prefix === undefined || (/^\d+$/.test(prefix) && Number(prefix) <= (version === 6 ? 128 : 32));
+    if (!PROXY_NAMES.has(item) && (version === 0 || !prefixOk || rest.length > 0)) {
+      throw new ConfigError(name, `"${item}" is not a hop count, loopback, linklocal, uniquelocal, an IP address or a CIDR range`);
+    }
+  }
+  return list;
 }
 
 function optional(env: Env, name: string): string | null {
@@ -202,6 +234,8 @@ export function loadConfig(env: Env = process.env): Config {
     maxStreams: positive(env, 'MAX_STREAMS', d.maxStreams),
     maxRuns: positive(env, 'MAX_RUNS', d.maxRuns),
     maxRunDurationMs: positive(env, 'MAX_RUN_DURATION_MS', d.maxRunDurationMs),
+    maxRunsPerCaller: positive(env, 'MAX_RUNS_PER_CALLER', d.maxRunsPerCaller),
+    trustProxy: trustProxy(env, 'TRUST_PROXY'),
     retryMs: positive(env, 'RETRY_MS', d.retryMs),
     runLeaseMs: positive(env, 'RUN_LEASE_MS', d.runLeaseMs),
     busOutageMs: positive(env, 'BUS_OUTAGE_MS', d.busOutageMs),

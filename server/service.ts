@@ -71,6 +71,7 @@ export function createService(config: Config, parts: ServiceParts = {}): Service
     runLeaseMs: config.runLeaseMs,
     maxRuns: config.maxRuns,
     maxRunDurationMs: config.maxRunDurationMs,
+    maxRunsPerCaller: config.maxRunsPerCaller,
   });
   const streams = new StreamRegistry({
     maxStreams: config.maxStreams,

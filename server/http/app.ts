@@ -67,6 +67,8 @@ export function createApp(deps: AppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  // Behind a balancer, so `req.ip` (per-caller limits with auth off) is the client's address.
+  if (config.trustProxy !== null) app.set('trust proxy', config.trustProxy);
   if (config.corsOrigins) app.use(corsMiddleware(config.corsOrigins));
   app.use(refuseWhileDraining(isDraining));
   // After CORS, so a 401 carries its headers and a preflight never needs credentials.

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { RequestHandler } from 'express';
 import type { ExecuteAccepted, ExecuteResult } from '../../client-sdk/src/types';
-import { SessionConflictError, TooManyRunsError, type RunManager } from '../runs/run-manager';
+import { SessionConflictError, TooManyCallerRunsError, TooManyRunsError, type RunManager } from '../runs/run-manager';
 import type { TimelineBus } from '../timeline/bus';
 import type { WorkflowRegistry } from '../workflows/registry';
 import { callerOf } from './auth';
@@ -13,7 +13,7 @@ export interface ExecuteRouteDeps {
   runs: RunManager;
   registry: WorkflowRegistry;
   bus: TimelineBus;
-  /** `Retry-After` of a `503 too_many_runs`, in seconds. */
+  /** `Retry-After` of a `503 too_many_runs` or a `429 too_many_caller_runs`, in seconds. */
   retryAfterS: number;
 }
 
@@ -33,8 +33,13 @@ export function executeRoute({ runs, registry, bus, retryAfterS }: ExecuteRouteD
     await bindSessionAccess(bus, sessionId, caller);
     let run;
     try {
-      run = await runs.start(sessionId, command.workflow, command.input, { caller });
+      // With auth off, a caller is a client address (TRUST_PROXY says whose, behind a balancer).
+      const limitKey = caller !== null ? `caller:${caller}` : `address:${req.ip ?? 'unknown'}`;
+      run = await runs.start(sessionId, command.workflow, command.input, { caller, limitKey });
     } catch (error) {
+      if (error instanceof TooManyCallerRunsError) {
+        throw new HttpError(429, 'too_many_caller_runs', error.message, { headers: { 'Retry-After': String(retryAfterS) } });
+      }
       if (error instanceof TooManyRunsError) {
         throw new HttpError(503, 'too_many_runs', error.message, { headers: { 'Retry-After': String(retryAfterS) } });
       }

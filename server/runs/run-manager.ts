@@ -5,6 +5,7 @@ import type { Metrics } from '../metrics';
 import type { Model } from '../models/model';
 import { RunLostError, type EventDraft, type TimelineBus } from '../timeline/bus';
 import type { StepDraft, Workflow, WorkflowInput } from '../workflows/workflow';
+import { CallerSlots } from './caller-slots';
 import { endingFromError, type RunEnding } from './outcome';
 import { RunAbort, untilAborted } from './run-abort';
 
@@ -19,6 +20,8 @@ export interface RunManagerOptions {
   maxRuns: number;
   /** `MAX_RUN_DURATION_MS`: a run still going after this is aborted and fails with `run_timeout`. */
   maxRunDurationMs: number;
+  /** `MAX_RUNS_PER_CALLER`: runs one caller may have going (or being claimed) on this instance. */
+  maxRunsPerCaller: number;
 }
 
 export interface RunSummary {
@@ -35,6 +38,11 @@ export interface RunSummary {
 export interface StartOptions {
   /** The authenticated caller (auth on): the session is theirs, stored with the run. Defaults to `null`. */
   caller?: string | null;
+  /**
+   * Whose runs count against `maxRunsPerCaller`: the caller, or the client's address when auth
+   * is off. `null`: nobody's (a run started from code). Defaults to `null`.
+   */
+  limitKey?: string | null;
 }
 
 /** A started run: its session and the promise of how it ended (never rejects). */
@@ -53,6 +61,14 @@ export class SessionConflictError extends Error {
   constructor(readonly sessionId: string) {
     super(`Session ${sessionId} is already running or finished`);
     this.name = 'SessionConflictError';
+  }
+}
+
+/** The caller has `MAX_RUNS_PER_CALLER` runs going on this instance: the HTTP layer answers `429`. */
+export class TooManyCallerRunsError extends Error {
+  constructor(readonly limit: number) {
+    super(`This caller already has ${limit} runs going (MAX_RUNS_PER_CALLER); retry once one has ended`);
+    this.name = 'TooManyCallerRunsError';
   }
 }
 
@@ -75,9 +91,11 @@ export class RunManager {
   private claiming = 0;
   /** Set once a shutdown's grace period is over: runs still going (or starting) end as `shutdown`. */
   private graceOver = false;
+  private readonly callerSlots: CallerSlots;
 
   constructor(private readonly options: RunManagerOptions) {
     this.leaseMs = options.runLeaseMs ?? 10000;
+    this.callerSlots = new CallerSlots(options.maxRunsPerCaller);
     this.stopListening = options.bus.onCancelRequest((sessionId) => this.abort(sessionId, 'cancelled'));
   }
 
@@ -96,13 +114,30 @@ export class RunManager {
       message: `Workflow ${workflow.name} started`,
       details: { workflow: workflow.name, project_id: input.project_id, query: input.query },
     });
-    // Checked and counted before any await, so concurrent starts cannot overshoot the limit.
-    if (this.active.size + this.claiming >= this.options.maxRuns) throw new TooManyRunsError();
+    // Checked and counted before any await, so concurrent starts cannot overshoot the limits.
+    const limitKey = options.limitKey ?? null;
+    if (limitKey !== null && !this.callerSlots.tryTake(limitKey)) throw new TooManyCallerRunsError(this.options.maxRunsPerCaller);
+    const releaseSlot = () => {
+      if (limitKey !== null) this.callerSlots.release(limitKey);
+    };
+    if (this.active.size + this.claiming >= this.options.maxRuns) {
+      releaseSlot();
+      throw new TooManyRunsError();
+    }
     this.claiming += 1;
-    const claimed = await this.options.bus.claimRun(sessionId, this.ownerId, this.leaseMs, first, options.caller ?? null).finally(() => {
+    let claimed: boolean;
+    try {
+      claimed = await this.options.bus.claimRun(sessionId, this.ownerId, this.leaseMs, first, options.caller ?? null);
+    } catch (error) {
+      releaseSlot();
+      throw error;
+    } finally {
       this.claiming -= 1;
-    });
-    if (!claimed) throw new SessionConflictError(sessionId);
+    }
+    if (!claimed) {
+      releaseSlot();
+      throw new SessionConflictError(sessionId);
+    }
     this.options.metrics.eventsPublished.inc();
     const controller = new AbortController();
     const finished = this.execute(sessionId, workflow, input, controller);
@@ -110,6 +145,7 @@ export class RunManager {
     this.options.metrics.runsActive.set(this.active.size);
     void finished.finally(() => {
       this.active.delete(sessionId);
+      releaseSlot();
       this.options.metrics.runsActive.set(this.active.size);
     });
     if (this.graceOver) this.abort(sessionId, 'shutdown');

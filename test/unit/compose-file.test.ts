@@ -84,6 +84,8 @@ describe('docker-compose.yml', () => {
     expect(nginxMs(app.stop_grace_period ?? '10s')).toBeGreaterThan(DEFAULT_CONFIG.shutdownGraceMs);
     // Only nginx is published: every request goes through it.
     expect(app.ports).toBeUndefined();
+    // The instances believe nginx's X-Forwarded-For (the compose network's private addresses).
+    expect(app.environment?.TRUST_PROXY).toBe('uniquelocal');
     // Auth comes from the operator's environment, empty (off) unless given.
     expect(app.environment).toMatchObject({ API_KEY: '${API_KEY:-}', JWT_SECRET: '${JWT_SECRET:-}' });
     // Metrics on their own port, inside the compose network only.

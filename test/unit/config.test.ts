@@ -22,6 +22,7 @@ const NUMERIC: Array<[variable: string, key: keyof Config]> = [
   ['MAX_STREAMS', 'maxStreams'],
   ['MAX_RUNS', 'maxRuns'],
   ['MAX_RUN_DURATION_MS', 'maxRunDurationMs'],
+  ['MAX_RUNS_PER_CALLER', 'maxRunsPerCaller'],
   ['RETRY_MS', 'retryMs'],
   ['RUN_LEASE_MS', 'runLeaseMs'],
   ['BUS_OUTAGE_MS', 'busOutageMs'],
@@ -48,6 +49,8 @@ describe('loadConfig', () => {
       maxStreams: 10000,
       maxRuns: 1000,
       maxRunDurationMs: 900000,
+      maxRunsPerCaller: 10,
+      trustProxy: null,
       retryMs: 2000,
       runLeaseMs: 10000,
       busOutageMs: 30000,
@@ -108,6 +111,18 @@ describe('loadConfig', () => {
     it('rejects the same port as PORT', () => {
       expect(configError({ METRICS_PORT: '3000' }).message).toBe('METRICS_PORT: must differ from PORT (3000)');
       expect(configError({ PORT: '8080', METRICS_PORT: '8080' }).variable).toBe('METRICS_PORT');
+    });
+  });
+
+  describe('TRUST_PROXY', () => {
+    it('reads a hop count, or names, addresses and CIDR ranges', () => {
+      expect(loadConfig({ TRUST_PROXY: '1' }).trustProxy).toBe(1);
+      expect(loadConfig({ TRUST_PROXY: 'loopback, uniquelocal' }).trustProxy).toEqual(['loopback', 'uniquelocal']);
+      expect(loadConfig({ TRUST_PROXY: '10.0.0.0/8,192.168.1.7,fd00::/8' }).trustProxy).toEqual(['10.0.0.0/8', '192.168.1.7', 'fd00::/8']);
+    });
+
+    it.each(['0', 'everyone', '10.0.0.0/33', '10.0.0/8', 'true', '::1/129'])('rejects %j, naming TRUST_PROXY', (bad) => {
+      expect(configError({ TRUST_PROXY: bad }).variable).toBe('TRUST_PROXY');
     });
   });
 
