@@ -51,6 +51,13 @@ export interface Config {
    * and CIDR ranges. `null`: none, the client is the socket's peer. Defaults to `null`.
    */
   trustProxy: number | string[] | null;
+  /** `MAX_EVENT_BYTES`: the largest event JSON a run may publish (accepts `128kb`). Defaults to 128 KiB. */
+  maxEventBytes: number;
+  /**
+   * `MAX_PUBLISH_BACKLOG_BYTES`: event bytes this instance's runs may have on their way to the
+   * bus at once (accepts `64mb`). Defaults to 64 MiB.
+   */
+  maxPublishBacklogBytes: number;
   /** `RETRY_MS`: the SSE `retry:` hint. Defaults to `2000`. */
   retryMs: number;
   /** `RUN_LEASE_MS`: how long a run owner's lease lasts unrenewed. Defaults to `10000`. */
@@ -89,6 +96,8 @@ export const DEFAULT_CONFIG: Config = {
   maxRunDurationMs: 15 * 60 * 1000,
   maxRunsPerCaller: 10,
   trustProxy: null,
+  maxEventBytes: 128 * 1024,
+  maxPublishBacklogBytes: 64 * 1024 * 1024,
   retryMs: 2000,
   runLeaseMs: 10000,
   busOutageMs: 30000,
@@ -216,6 +225,11 @@ export function loadConfig(env: Env = process.env): Config {
   const port = tcpPort(env, 'PORT', d.port) as number;
   const metricsPort = tcpPort(env, 'METRICS_PORT', d.metricsPort);
   if (metricsPort === port) throw new ConfigError('METRICS_PORT', `must differ from PORT (${port})`);
+  const maxEventBytes = size(env, 'MAX_EVENT_BYTES', d.maxEventBytes);
+  const maxPublishBacklogBytes = size(env, 'MAX_PUBLISH_BACKLOG_BYTES', d.maxPublishBacklogBytes);
+  if (maxPublishBacklogBytes < maxEventBytes) {
+    throw new ConfigError('MAX_PUBLISH_BACKLOG_BYTES', `must be at least MAX_EVENT_BYTES (${maxEventBytes}), or no run could start`);
+  }
   return {
     port,
     metricsPort,
@@ -236,6 +250,8 @@ export function loadConfig(env: Env = process.env): Config {
     maxRunDurationMs: positive(env, 'MAX_RUN_DURATION_MS', d.maxRunDurationMs),
     maxRunsPerCaller: positive(env, 'MAX_RUNS_PER_CALLER', d.maxRunsPerCaller),
     trustProxy: trustProxy(env, 'TRUST_PROXY'),
+    maxEventBytes,
+    maxPublishBacklogBytes,
     retryMs: positive(env, 'RETRY_MS', d.retryMs),
     runLeaseMs: positive(env, 'RUN_LEASE_MS', d.runLeaseMs),
     busOutageMs: positive(env, 'BUS_OUTAGE_MS', d.busOutageMs),

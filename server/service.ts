@@ -62,7 +62,11 @@ export function createService(config: Config, parts: ServiceParts = {}): Service
   const model = parts.model ?? createModel(config, log);
   const registry =
     parts.registry ??
-    createDefaultRegistry({ enableSynthetic: config.enableSynthetic, maxEventsPerSession: config.maxEventsPerSession });
+    createDefaultRegistry({
+      enableSynthetic: config.enableSynthetic,
+      maxEventsPerSession: config.maxEventsPerSession,
+      maxEventBytes: config.maxEventBytes,
+    });
   const runs = new RunManager({
     bus,
     model,
@@ -72,6 +76,7 @@ export function createService(config: Config, parts: ServiceParts = {}): Service
     maxRuns: config.maxRuns,
     maxRunDurationMs: config.maxRunDurationMs,
     maxRunsPerCaller: config.maxRunsPerCaller,
+    publishBudget: { maxEventBytes: config.maxEventBytes, maxBacklogBytes: config.maxPublishBacklogBytes },
   });
   const streams = new StreamRegistry({
     maxStreams: config.maxStreams,

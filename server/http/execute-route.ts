@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { RequestHandler } from 'express';
 import type { ExecuteAccepted, ExecuteResult } from '../../client-sdk/src/types';
 import { SessionConflictError, TooManyCallerRunsError, TooManyRunsError, type RunManager } from '../runs/run-manager';
+import { EventTooLargeError, PublishBacklogFullError } from '../runs/publish-budget';
 import type { TimelineBus } from '../timeline/bus';
 import type { WorkflowRegistry } from '../workflows/registry';
 import { callerOf } from './auth';
@@ -37,6 +38,10 @@ export function executeRoute({ runs, registry, bus, retryAfterS }: ExecuteRouteD
       const limitKey = caller !== null ? `caller:${caller}` : `address:${req.ip ?? 'unknown'}`;
       run = await runs.start(sessionId, command.workflow, command.input, { caller, limitKey });
     } catch (error) {
+      if (error instanceof EventTooLargeError) throw new HttpError(413, error.code, error.message);
+      if (error instanceof PublishBacklogFullError) {
+        throw new HttpError(503, error.code, error.message, { headers: { 'Retry-After': String(retryAfterS) } });
+      }
       if (error instanceof TooManyCallerRunsError) {
         throw new HttpError(429, 'too_many_caller_runs', error.message, { headers: { 'Retry-After': String(retryAfterS) } });
       }

@@ -1,6 +1,7 @@
 import type { DonePayload, ErrorInfo } from '../../client-sdk/src/types';
 import { ModelError } from '../models/model';
 import { BusUnavailableError } from '../timeline/bus';
+import { EventTooLargeError, PublishBacklogFullError } from './publish-budget';
 import { RunAbort } from './run-abort';
 
 /** How a run ended: the `done` payload, and the status a synchronous execute answers with. */
@@ -27,6 +28,9 @@ export function endingFromError(error: unknown, signal: AbortSignal): RunEnding 
   }
   if (error instanceof BusUnavailableError) {
     return failed({ code: 'bus_unavailable', message: 'The event bus stayed unreachable longer than BUS_OUTAGE_MS' }, 503);
+  }
+  if (error instanceof EventTooLargeError || error instanceof PublishBacklogFullError) {
+    return failed({ code: error.code, message: error.message }, error instanceof EventTooLargeError ? 413 : 503);
   }
   if (error instanceof ModelError) {
     return { done: { status: 'failed', error: { code: error.code, message: error.message } }, failure: { status: 502, code: 'workflow_failed' } };

@@ -7,6 +7,7 @@ import { RunLostError, type EventDraft, type TimelineBus } from '../timeline/bus
 import type { StepDraft, Workflow, WorkflowInput } from '../workflows/workflow';
 import { CallerSlots } from './caller-slots';
 import { endingFromError, type RunEnding } from './outcome';
+import { EventTooLargeError, PublishBacklogFullError, PublishBudget, type PublishBudgetOptions } from './publish-budget';
 import { RunAbort, untilAborted } from './run-abort';
 
 export interface RunManagerOptions {
@@ -22,6 +23,8 @@ export interface RunManagerOptions {
   maxRunDurationMs: number;
   /** `MAX_RUNS_PER_CALLER`: runs one caller may have going (or being claimed) on this instance. */
   maxRunsPerCaller: number;
+  /** `MAX_EVENT_BYTES` and `MAX_PUBLISH_BACKLOG_BYTES` (see `PublishBudget`). */
+  publishBudget: PublishBudgetOptions;
 }
 
 export interface RunSummary {
@@ -92,10 +95,13 @@ export class RunManager {
   /** Set once a shutdown's grace period is over: runs still going (or starting) end as `shutdown`. */
   private graceOver = false;
   private readonly callerSlots: CallerSlots;
+  /** Bytes of this instance's events on their way to the bus. */
+  readonly publishBudget: PublishBudget;
 
   constructor(private readonly options: RunManagerOptions) {
     this.leaseMs = options.runLeaseMs ?? 10000;
     this.callerSlots = new CallerSlots(options.maxRunsPerCaller);
+    this.publishBudget = new PublishBudget(options.publishBudget);
     this.stopListening = options.bus.onCancelRequest((sessionId) => this.abort(sessionId, 'cancelled'));
   }
 
@@ -115,28 +121,34 @@ export class RunManager {
       details: { workflow: workflow.name, project_id: input.project_id, query: input.query },
     });
     // Checked and counted before any await, so concurrent starts cannot overshoot the limits.
+    if (!this.publishBudget.hasRoom) throw new PublishBacklogFullError(this.options.publishBudget.maxBacklogBytes);
+    // WORKFLOW_START carries the query: a request can make it too large (EventTooLargeError).
+    const firstBytes = this.publishBudget.take(first);
     const limitKey = options.limitKey ?? null;
-    if (limitKey !== null && !this.callerSlots.tryTake(limitKey)) throw new TooManyCallerRunsError(this.options.maxRunsPerCaller);
+    let slotTaken = false;
     const releaseSlot = () => {
-      if (limitKey !== null) this.callerSlots.release(limitKey);
+      if (slotTaken && limitKey !== null) this.callerSlots.release(limitKey);
+      slotTaken = false;
     };
-    if (this.active.size + this.claiming >= this.options.maxRuns) {
-      releaseSlot();
-      throw new TooManyRunsError();
-    }
-    this.claiming += 1;
-    let claimed: boolean;
     try {
-      claimed = await this.options.bus.claimRun(sessionId, this.ownerId, this.leaseMs, first, options.caller ?? null);
+      if (limitKey !== null) {
+        if (!this.callerSlots.tryTake(limitKey)) throw new TooManyCallerRunsError(this.options.maxRunsPerCaller);
+        slotTaken = true;
+      }
+      if (this.active.size + this.claiming >= this.options.maxRuns) throw new TooManyRunsError();
+      this.claiming += 1;
+      let claimed: boolean;
+      try {
+        claimed = await this.options.bus.claimRun(sessionId, this.ownerId, this.leaseMs, first, options.caller ?? null);
+      } finally {
+        this.claiming -= 1;
+      }
+      if (!claimed) throw new SessionConflictError(sessionId);
     } catch (error) {
       releaseSlot();
       throw error;
     } finally {
-      this.claiming -= 1;
-    }
-    if (!claimed) {
-      releaseSlot();
-      throw new SessionConflictError(sessionId);
+      this.publishBudget.release(firstBytes);
     }
     this.options.metrics.eventsPublished.inc();
     const controller = new AbortController();
@@ -198,18 +210,28 @@ export class RunManager {
     // One writer per session: seq is assigned here, and publishes are chained so the log
     // keeps emit order even when a workflow does not await each emit. A workflow that awaits
     // each emit (the usual case) publishes at once, without going through the chain.
-    const emit = (step: StepDraft): Promise<void> => {
+    // `essential`: the run's terminal step, written whatever the backlog (see PublishBudget).
+    const emit = (step: StepDraft, { essential = false } = {}): Promise<void> => {
+      const event = toEvent(sessionId, seq + 1, step);
+      let bytes: number;
+      try {
+        bytes = this.publishBudget.take(event, { essential });
+      } catch (error) {
+        // Refused before it had a seq: the log stays contiguous.
+        return handled(Promise.reject(error as Error));
+      }
       seq += 1;
-      const event = toEvent(sessionId, seq, step);
       inFlight += 1;
       const published = inFlight === 1 ? bus.publish(sessionId, event) : tail.then(() => bus.publish(sessionId, event));
       const settled = published.then(
         () => {
+          this.publishBudget.release(bytes);
           inFlight -= 1;
           eventCount += 1;
           metrics.eventsPublished.inc();
         },
         (error: unknown) => {
+          this.publishBudget.release(bytes);
           inFlight -= 1;
           // Another instance ended the session (our lease had expired): stop, as a lost renewal would.
           if (error instanceof RunLostError) loseLease();
@@ -240,10 +262,21 @@ export class RunManager {
     deadline.unref();
 
     // What the workflow emits once it has returned, or once its run was aborted, is refused:
-    // the run's terminal step and `done` must be the last entries of its log.
+    // the run's terminal step and `done` must be the last entries of its log. Once the budget
+    // refused one of its events, every later one is refused too (the log would have a hole),
+    // and the run fails with that refusal even if the workflow did not await its emits.
     let workflowOver = false;
-    const workflowEmit = (step: StepDraft): Promise<void> =>
-      workflowOver ? Promise.reject(signal.aborted ? (signal.reason as Error) : new Error('the run has ended')) : emit(step);
+    let refusal: Error | null = null;
+    const workflowEmit = (step: StepDraft): Promise<void> => {
+      if (workflowOver) return handled(Promise.reject(signal.aborted ? (signal.reason as Error) : new Error('the run has ended')));
+      if (refusal !== null) return handled(Promise.reject(refusal));
+      return handled(
+        emit(step).catch((error: unknown) => {
+          if (error instanceof EventTooLargeError || error instanceof PublishBacklogFullError) refusal ??= error;
+          throw error;
+        }),
+      );
+    };
 
     // Until the run proves otherwise, it failed: whatever happens, `done` carries an outcome.
     let ending: RunEnding = endingFromError(new Error('run did not finish'), signal);
@@ -256,6 +289,7 @@ export class RunManager {
         workflowOver = true;
       }
       signal.throwIfAborted();
+      if (refusal !== null) throw refusal;
       await emit({
         type: 'WORKFLOW_COMPLETE',
         status: 'SUCCESS',
@@ -288,7 +322,7 @@ export class RunManager {
     };
   }
 
-  private async emitTerminalStep(emit: (step: StepDraft) => Promise<void>, done: DonePayload, log: Logger) {
+  private async emitTerminalStep(emit: (step: StepDraft, options: { essential: boolean }) => Promise<void>, done: DonePayload, log: Logger) {
     const step: StepDraft =
       done.status === 'cancelled'
         ? { type: 'WORKFLOW_CANCELLED', status: 'ERROR', message: 'Workflow cancelled' }
@@ -299,7 +333,7 @@ export class RunManager {
             details: { error: done.error },
           };
     try {
-      await emit(step);
+      await emit(step, { essential: true });
     } catch (error) {
       // A run ended by a run-lost sweep already has its terminal step, written by the sweeper.
       if (error instanceof RunLostError) log.info('the session was already ended as run_lost');
@@ -316,6 +350,15 @@ export class RunManager {
       return null;
     }
   }
+}
+
+/**
+ * `promise`, marked as handled: a workflow that does not await an emit must not turn its
+ * refusal into an unhandled rejection, which would end the process. Awaited, it still rejects.
+ */
+function handled<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(() => undefined);
+  return promise;
 }
 
 /** The event a step becomes: seq and timestamp from the run, the step's fields, in wire order. */

@@ -32,11 +32,15 @@ export interface DefaultRegistryOptions {
   enableSynthetic: boolean;
   /** Upper bound of the synthetic workflow's `params.events` (`MAX_EVENTS_PER_SESSION`). */
   maxEventsPerSession: number;
+  /** `MAX_EVENT_BYTES`: bounds the synthetic workflow's `params.payload_bytes` too. Defaults to 128 KiB. */
+  maxEventBytes?: number;
 }
 
 /** `agents`, and `synthetic` when enabled. */
 export function createDefaultRegistry(options: DefaultRegistryOptions): WorkflowRegistry {
   const registry = new WorkflowRegistry().register(createAgentsWorkflow());
-  if (options.enableSynthetic) registry.register(createSyntheticWorkflow({ maxEvents: options.maxEventsPerSession }));
+  if (options.enableSynthetic) {
+    registry.register(createSyntheticWorkflow({ maxEvents: options.maxEventsPerSession, maxEventBytes: options.maxEventBytes }));
+  }
   return registry;
 }

@@ -4,7 +4,8 @@ import type { DonePayload, TimelineEvent } from '../../client-sdk/src/types';
 import { createDefaultRegistry } from '../../server/workflows/registry';
 import type { Workflow } from '../../server/workflows/workflow';
 import { cancelSession, executeAsync, expectJsonError, getHistory, postExecuteRaw } from '../helpers/api';
-import { newSessionId, startService, synthetic, type RunningService } from '../helpers/service';
+import { startRedisServer, type RedisServer } from '../helpers/redis-server';
+import { newSessionId, startRedisService, startService, synthetic, type RunningService } from '../helpers/service';
 import { isNamed, openReady, timelineEvents } from '../helpers/sse-reader';
 import { waitUntil, within } from '../helpers/wait';
 
@@ -148,5 +149,133 @@ describe('MAX_RUNS_PER_CALLER', () => {
       await cancelAll(svc, alice.started, bearer('alice'));
       await cancelAll(svc, [bob.json.session_id as string], bearer('bob'));
     });
+  });
+});
+
+describe('MAX_EVENT_BYTES', () => {
+  const LIMIT = 4096;
+  /** Emits a step of `bytes` of message (awaited), then one more. */
+  const oversized: Workflow = {
+    name: 'oversized',
+    description: 'Emits one step whose message is larger than MAX_EVENT_BYTES',
+    params: z.object({}),
+    async run(_input, ctx) {
+      await ctx.emit({ type: 'AGENT_START', status: 'IN_PROGRESS', message: 'Before', agent_name: 'big' });
+      await ctx.emit({ type: 'AGENT_MESSAGE', status: 'IN_PROGRESS', message: 'x'.repeat(LIMIT), agent_name: 'big' });
+      return 'not reached';
+    },
+  };
+  let svc: RunningService;
+  beforeAll(async () => {
+    const registry = createDefaultRegistry({ enableSynthetic: true, maxEventsPerSession: 100, maxEventBytes: LIMIT }).register(oversized);
+    svc = await startService({ maxEventBytes: LIMIT, keepAliveMs: null }, { registry });
+  });
+  afterAll(() => svc.close());
+
+  it('fails a run whose workflow emits an event over it with event_too_large; the event is never published', async () => {
+    const sessionId = newSessionId();
+    const reader = await openReady(`${svc.url}/timeline/stream/${sessionId}`);
+    const response = await postExecuteRaw(svc.url, JSON.stringify({ project_id: 'p', query: 'q', session_id: sessionId, workflow: 'oversized' }));
+    expect(expectJsonError(response, 413, 'event_too_large')).toMatch(/^A AGENT_MESSAGE event of \d+ bytes is over the limit of 4096 bytes/);
+    const done = await reader.waitFor(isNamed('done'));
+    expect(JSON.parse(done.data)).toMatchObject({ status: 'failed', error: { code: 'event_too_large' } });
+    const events = timelineEvents<TimelineEvent>(reader);
+    expect(events.map((event) => [event.seq, event.type])).toEqual([
+      [1, 'WORKFLOW_START'],
+      [2, 'AGENT_START'],
+      [3, 'WORKFLOW_ERROR'],
+    ]);
+    expect(svc.service.runs.publishBudget.pendingBytes).toBe(0);
+  });
+
+  it('refuses a request whose WORKFLOW_START (it carries the query) would be over it: 413, nothing claimed', async () => {
+    const sessionId = newSessionId();
+    const response = await postExecuteRaw(svc.url, JSON.stringify({ ...synthetic(sessionId, { events: 1 }), query: 'q'.repeat(LIMIT) }));
+    expect(expectJsonError(response, 413, 'event_too_large')).toContain('WORKFLOW_START');
+    expectJsonError(await getHistory(svc.url, sessionId), 404, 'session_not_found');
+  });
+
+  it('bounds the synthetic payload to fit: 400 invalid_request beyond, a run at the bound completes', async () => {
+    const over = await postExecuteRaw(svc.url, JSON.stringify(synthetic(newSessionId(), { events: 1, payload_bytes: LIMIT - 1024 + 1 })));
+    expect(expectJsonError(over, 400, 'invalid_request')).toMatch(/^params\.payload_bytes/);
+    const atBound = await executeAsync(svc.url, synthetic(newSessionId(), { events: 3, payload_bytes: LIMIT - 1024 }));
+    expect(atBound.status).toBe(202);
+    const done = await (await openReady(`${svc.url}/timeline/stream/${atBound.json.session_id}`)).waitFor(isNamed('done'));
+    expect(JSON.parse(done.data)).toEqual({ status: 'completed', result: { events: 3 } });
+  });
+});
+
+describe('MAX_PUBLISH_BACKLOG_BYTES', () => {
+  /** Emits `count` steps of about 2 KiB each without awaiting any, then returns. */
+  const firehose: Workflow<{ count: number }> = {
+    name: 'firehose',
+    description: 'Emits without awaiting its emits',
+    params: z.object({ count: z.int().default(100) }),
+    async run({ params }, ctx) {
+      for (let i = 1; i <= params.count; i++) {
+        void ctx.emit({ type: 'AGENT_MESSAGE', status: 'IN_PROGRESS', message: `${i} ${'x'.repeat(2000)}`, agent_name: 'firehose' });
+      }
+      return { emitted: params.count };
+    },
+  };
+  let svc: RunningService;
+  beforeAll(async () => {
+    const registry = createDefaultRegistry({ enableSynthetic: true, maxEventsPerSession: 1000 }).register(firehose as Workflow);
+    svc = await startService({ maxEventBytes: 4096, maxPublishBacklogBytes: 16 * 1024, keepAliveMs: null }, { registry });
+  });
+  afterAll(() => svc.close());
+
+  it('fails a run that piles up more unpublished events than the instance holds, with publish_backlog_full, and keeps serving', async () => {
+    const sessionId = newSessionId();
+    const reader = await openReady(`${svc.url}/timeline/stream/${sessionId}`);
+    const response = await postExecuteRaw(svc.url, JSON.stringify({ project_id: 'p', query: 'q', session_id: sessionId, workflow: 'firehose' }));
+    expectJsonError(response, 503, 'publish_backlog_full');
+    const done = await reader.waitFor(isNamed('done'));
+    expect(JSON.parse(done.data)).toMatchObject({ status: 'failed', error: { code: 'publish_backlog_full' } });
+    // What was taken was published in order, with no hole; then the terminal step.
+    const events = timelineEvents<TimelineEvent>(reader);
+    expect(events.map((event) => event.seq)).toEqual(events.map((_event, i) => i + 1));
+    expect(events.length).toBeGreaterThan(3);
+    expect(events.length).toBeLessThan(12);
+    expect(events.at(-1)?.type).toBe('WORKFLOW_ERROR');
+    expect(svc.service.runs.publishBudget.pendingBytes).toBe(0);
+    // The instance is fine: a small run goes through.
+    const next = await executeAsync(svc.url, { project_id: 'p', query: 'q', workflow: 'firehose', params: { count: 3 } });
+    expect(next.status).toBe(202);
+    const nextDone = await (await openReady(`${svc.url}/timeline/stream/${next.json.session_id}`)).waitFor(isNamed('done'));
+    expect(JSON.parse(nextDone.data)).toEqual({ status: 'completed', result: { emitted: 3 } });
+  });
+});
+
+describe('MAX_PUBLISH_BACKLOG_BYTES on Redis', () => {
+  let redis: RedisServer;
+  let svc: RunningService;
+  beforeAll(async () => {
+    redis = await startRedisServer();
+    svc = await startRedisService(redis.url, { maxEventBytes: 4096, maxPublishBacklogBytes: 8192, busOutageMs: 60000, keepAliveMs: null });
+  });
+  afterAll(async () => {
+    await svc?.close();
+    await redis?.stop();
+  });
+
+  it('refuses new runs with 503 publish_backlog_full while events wait for an unreachable Redis, then admits again', async () => {
+    // Two runs whose next event (3 KiB) will wait for Redis: 6 KiB held, no room left for a 4 KiB one.
+    const running = [newSessionId(), newSessionId()];
+    for (const sessionId of running) {
+      expect((await executeAsync(svc.url, synthetic(sessionId, { events: 3, interval_ms: 300, payload_bytes: 3000 }))).status).toBe(202);
+    }
+    await redis.whileDown(async () => {
+      await waitUntil(() => svc.service.runs.publishBudget.pendingBytes > 4096, { label: 'both runs to wait on Redis' });
+      const refused = await executeAsync(svc.url, synthetic(newSessionId(), { events: 1 }));
+      expectJsonError(refused, 503, 'publish_backlog_full');
+      expect(refused.headers.get('retry-after')).toMatch(/^[1-9]\d*$/);
+    });
+    // Redis is back: the held events are written, the runs complete, the backlog empties.
+    for (const sessionId of running) {
+      await waitUntil(async () => (await getHistory(svc.url, sessionId)).json.status === 'completed', { timeoutMs: 15000, label: `${sessionId} to complete` });
+    }
+    expect(svc.service.runs.publishBudget.pendingBytes).toBe(0);
+    expect((await executeAsync(svc.url, synthetic(newSessionId(), { events: 1 }))).status).toBe(202);
   });
 });

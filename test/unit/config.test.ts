@@ -51,6 +51,8 @@ describe('loadConfig', () => {
       maxRunDurationMs: 900000,
       maxRunsPerCaller: 10,
       trustProxy: null,
+      maxEventBytes: 128 * 1024,
+      maxPublishBacklogBytes: 64 * 1024 * 1024,
       retryMs: 2000,
       runLeaseMs: 10000,
       busOutageMs: 30000,
@@ -111,6 +113,24 @@ describe('loadConfig', () => {
     it('rejects the same port as PORT', () => {
       expect(configError({ METRICS_PORT: '3000' }).message).toBe('METRICS_PORT: must differ from PORT (3000)');
       expect(configError({ PORT: '8080', METRICS_PORT: '8080' }).variable).toBe('METRICS_PORT');
+    });
+  });
+
+  describe('MAX_EVENT_BYTES and MAX_PUBLISH_BACKLOG_BYTES', () => {
+    it('take bytes or size strings', () => {
+      expect(loadConfig({ MAX_EVENT_BYTES: '64kb', MAX_PUBLISH_BACKLOG_BYTES: '1mb' })).toMatchObject({
+        maxEventBytes: 64 * 1024,
+        maxPublishBacklogBytes: 1024 * 1024,
+      });
+    });
+
+    it('rejects a backlog smaller than one event, naming MAX_PUBLISH_BACKLOG_BYTES', () => {
+      const error = configError({ MAX_EVENT_BYTES: '64kb', MAX_PUBLISH_BACKLOG_BYTES: '32kb' });
+      expect(error.variable).toBe('MAX_PUBLISH_BACKLOG_BYTES');
+    });
+
+    it.each(['MAX_EVENT_BYTES', 'MAX_PUBLISH_BACKLOG_BYTES'])('rejects zero and nonsense in %s', (variable) => {
+      for (const bad of ['0', 'lots', '-1kb']) expect(configError({ [variable]: bad }).variable).toBe(variable);
     });
   });
 

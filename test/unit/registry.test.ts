@@ -38,6 +38,15 @@ describe('createDefaultRegistry', () => {
     expect(createDefaultRegistry({ enableSynthetic: false, maxEventsPerSession: 250 }).names()).toEqual(['agents']);
   });
 
+  it('bounds synthetic payload_bytes so an event fits in maxEventBytes (65536 at most)', () => {
+    const small = createDefaultRegistry({ enableSynthetic: true, maxEventsPerSession: 250, maxEventBytes: 4096 }).get('synthetic')!;
+    expect(small.params.safeParse({ payload_bytes: 3072 }).success).toBe(true);
+    expect(small.params.safeParse({ payload_bytes: 3073 }).success).toBe(false);
+    const large = createDefaultRegistry({ enableSynthetic: true, maxEventsPerSession: 250, maxEventBytes: 1024 * 1024 }).get('synthetic')!;
+    expect(large.params.safeParse({ payload_bytes: 65536 }).success).toBe(true);
+    expect(large.params.safeParse({ payload_bytes: 65537 }).success).toBe(false);
+  });
+
   it('bounds synthetic events by maxEventsPerSession', () => {
     const synthetic = registry.get('synthetic')!;
     expect(synthetic.params.safeParse({ events: 250 }).success).toBe(true);
