@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1
 # The timeline service: build with every dependency, run with production ones only.
 
-ARG NODE_IMAGE=node:20-bookworm-slim
+# Node 24 LTS (Node 20 left maintenance in April 2026); the code itself runs on Node 20 or newer
+# (package.json "engines"), which is what CI machines may have.
+ARG NODE_IMAGE=node:24-bookworm-slim
 
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
@@ -31,7 +33,7 @@ USER node
 ENV PORT=3000
 EXPOSE 3000
 # Liveness only: the image also runs without Redis (in-memory bus). docker-compose.yml
-# checks readiness (/readyz: Redis reachable) instead. Node 20 has fetch; the slim image has no curl.
+# checks readiness (/readyz: Redis reachable) instead. Node has fetch; the slim image has no curl.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 3000) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # node itself is PID 1: main.ts handles SIGTERM (graceful shutdown), no shell in between.

@@ -133,6 +133,10 @@ class Bench {
       LOG_LEVEL: 'warn',
       MAX_STREAMS: '100000',
       MAX_RUNS: '100000',
+      // Every run of the load comes from one client address.
+      MAX_RUNS_PER_CALLER: '100000',
+      // The load comes through the synthetic workflow, which is off by default.
+      ENABLE_SYNTHETIC: '1',
     };
     const [streams, runs] = await Promise.all([
       startServer(`${kind} streams`, entry, env, this.nodeArgs(`${label}-${kind}-streams`)),

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import bytes from 'bytes';
 import { z } from 'zod';
 
@@ -7,6 +8,12 @@ export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', '
 export interface Config {
   /** `PORT`. Defaults to `3000`. */
   port: number;
+  /**
+   * `METRICS_PORT`: when set, `/metrics` is served on this port only, not on `PORT`. Unset
+   * (`null`), it is served on `PORT`, so several instances on one host still differ only by
+   * `PORT`. (`0`, in code only: a free port.) Defaults to `null`.
+   */
+  metricsPort: number | null;
   /** `REDIS_URL`. Unset means the in-memory bus (one process only). */
   redisUrl: string | null;
   /** `ANTHROPIC_API_KEY`. Unset means the offline scripted model. */
@@ -31,6 +38,26 @@ export interface Config {
   maxStreams: number;
   /** `MAX_RUNS`: workflow runs executing at once on this instance. Defaults to `1000`. */
   maxRuns: number;
+  /** `MAX_RUN_DURATION_MS`: a run still going after this fails with `run_timeout`. Defaults to `900000` (15 min). */
+  maxRunDurationMs: number;
+  /**
+   * `MAX_RUNS_PER_CALLER`: runs one caller (API key, JWT subject, or client address with auth
+   * off) may have going at once on one instance. Defaults to `10`.
+   */
+  maxRunsPerCaller: number;
+  /**
+   * `TRUST_PROXY`: which proxies' `X-Forwarded-For` names the client (express's `trust proxy`):
+   * a hop count, or a comma-separated list of `loopback`, `linklocal`, `uniquelocal`, addresses
+   * and CIDR ranges. `null`: none, the client is the socket's peer. Defaults to `null`.
+   */
+  trustProxy: number | string[] | null;
+  /** `MAX_EVENT_BYTES`: the largest event JSON a run may publish (accepts `128kb`). Defaults to 128 KiB. */
+  maxEventBytes: number;
+  /**
+   * `MAX_PUBLISH_BACKLOG_BYTES`: event bytes this instance's runs may have on their way to the
+   * bus at once (accepts `64mb`). Defaults to 64 MiB.
+   */
+  maxPublishBacklogBytes: number;
   /** `RETRY_MS`: the SSE `retry:` hint. Defaults to `2000`. */
   retryMs: number;
   /** `RUN_LEASE_MS`: how long a run owner's lease lasts unrenewed. Defaults to `10000`. */
@@ -47,10 +74,13 @@ export interface Config {
   jwtSecret: string | null;
   /** `LOG_LEVEL`. Defaults to `info`. */
   logLevel: (typeof LOG_LEVELS)[number];
+  /** `ENABLE_SYNTHETIC=1`: registers the load-testing `synthetic` workflow. Defaults to `false`. */
+  enableSynthetic: boolean;
 }
 
 export const DEFAULT_CONFIG: Config = {
   port: 3000,
+  metricsPort: null,
   redisUrl: null,
   anthropicApiKey: null,
   anthropicModel: 'claude-sonnet-5-5',
@@ -63,6 +93,11 @@ export const DEFAULT_CONFIG: Config = {
   maxEventsPerSession: 10000,
   maxStreams: 10000,
   maxRuns: 1000,
+  maxRunDurationMs: 15 * 60 * 1000,
+  maxRunsPerCaller: 10,
+  trustProxy: null,
+  maxEventBytes: 128 * 1024,
+  maxPublishBacklogBytes: 64 * 1024 * 1024,
   retryMs: 2000,
   runLeaseMs: 10000,
   busOutageMs: 30000,
@@ -71,6 +106,7 @@ export const DEFAULT_CONFIG: Config = {
   apiKey: null,
   jwtSecret: null,
   logLevel: 'info',
+  enableSynthetic: false,
 };
 
 /** A bad environment value; the message names the variable. */
@@ -108,6 +144,31 @@ function positive(env: Env, name: string, fallback: number): number {
   return integer(env, name, fallback) as number;
 }
 
+function tcpPort(env: Env, name: string, fallback: number | null): number | null {
+  if (read(env, name) === undefined) return fallback;
+  const port = positive(env, name, 0);
+  if (port > 65535) throw new ConfigError(name, `${port} is not a TCP port`);
+  return port;
+}
+
+const PROXY_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+function trustProxy(env: Env, name: string): Config['trustProxy'] {
+  const raw = read(env, name);
+  if (raw === undefined) return null;
+  if (/^\d+$/.test(raw)) return positive(env, name, 0);
+  const list = raw.split(',').map((item) => item.trim()).filter(Boolean);
+  for (const item of list) {
+    const [address, prefix, ...rest] = item.split('/');
+    const version = isIP(address);
+    const prefixOk = prefix === undefined || (/^\d+$/.test(prefix) && Number(prefix) <= (version === 6 ? 128 : 32));
+    if (!PROXY_NAMES.has(item) && (version === 0 || !prefixOk || rest.length > 0)) {
+      throw new ConfigError(name, `"${item}" is not a hop count, loopback, linklocal, uniquelocal, an IP address or a CIDR range`);
+    }
+  }
+  return list;
+}
+
 function optional(env: Env, name: string): string | null {
   return read(env, name) ?? null;
 }
@@ -141,6 +202,14 @@ function origins(env: Env, name: string): string[] | null {
   return list.length === 0 ? null : list;
 }
 
+function flag(env: Env, name: string, fallback: boolean): boolean {
+  const raw = read(env, name)?.toLowerCase();
+  if (raw === undefined) return fallback;
+  if (raw === '1' || raw === 'true') return true;
+  if (raw === '0' || raw === 'false') return false;
+  throw new ConfigError(name, `expected 1 or 0, got "${raw}"`);
+}
+
 function logLevel(env: Env, name: string): Config['logLevel'] {
   const raw = read(env, name)?.toLowerCase();
   if (raw === undefined) return DEFAULT_CONFIG.logLevel;
@@ -153,10 +222,17 @@ function logLevel(env: Env, name: string): Config['logLevel'] {
 /** Reads and validates the whole configuration; throws `ConfigError` on the first bad value. */
 export function loadConfig(env: Env = process.env): Config {
   const d = DEFAULT_CONFIG;
-  const port = positive(env, 'PORT', d.port);
-  if (port > 65535) throw new ConfigError('PORT', `${port} is not a TCP port`);
+  const port = tcpPort(env, 'PORT', d.port) as number;
+  const metricsPort = tcpPort(env, 'METRICS_PORT', d.metricsPort);
+  if (metricsPort === port) throw new ConfigError('METRICS_PORT', `must differ from PORT (${port})`);
+  const maxEventBytes = size(env, 'MAX_EVENT_BYTES', d.maxEventBytes);
+  const maxPublishBacklogBytes = size(env, 'MAX_PUBLISH_BACKLOG_BYTES', d.maxPublishBacklogBytes);
+  if (maxPublishBacklogBytes < maxEventBytes) {
+    throw new ConfigError('MAX_PUBLISH_BACKLOG_BYTES', `must be at least MAX_EVENT_BYTES (${maxEventBytes}), or no run could start`);
+  }
   return {
     port,
+    metricsPort,
     redisUrl: url(env, 'REDIS_URL'),
     anthropicApiKey: optional(env, 'ANTHROPIC_API_KEY'),
     anthropicModel: read(env, 'ANTHROPIC_MODEL') ?? d.anthropicModel,
@@ -171,6 +247,11 @@ export function loadConfig(env: Env = process.env): Config {
     maxEventsPerSession: positive(env, 'MAX_EVENTS_PER_SESSION', d.maxEventsPerSession),
     maxStreams: positive(env, 'MAX_STREAMS', d.maxStreams),
     maxRuns: positive(env, 'MAX_RUNS', d.maxRuns),
+    maxRunDurationMs: positive(env, 'MAX_RUN_DURATION_MS', d.maxRunDurationMs),
+    maxRunsPerCaller: positive(env, 'MAX_RUNS_PER_CALLER', d.maxRunsPerCaller),
+    trustProxy: trustProxy(env, 'TRUST_PROXY'),
+    maxEventBytes,
+    maxPublishBacklogBytes,
     retryMs: positive(env, 'RETRY_MS', d.retryMs),
     runLeaseMs: positive(env, 'RUN_LEASE_MS', d.runLeaseMs),
     busOutageMs: positive(env, 'BUS_OUTAGE_MS', d.busOutageMs),
@@ -179,5 +260,6 @@ export function loadConfig(env: Env = process.env): Config {
     apiKey: optional(env, 'API_KEY'),
     jwtSecret: optional(env, 'JWT_SECRET'),
     logLevel: logLevel(env, 'LOG_LEVEL'),
+    enableSynthetic: flag(env, 'ENABLE_SYNTHETIC', d.enableSynthetic),
   };
 }

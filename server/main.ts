@@ -1,5 +1,6 @@
 import { ConfigError, loadConfig } from './config';
 import { createService } from './service';
+import { startupWarnings } from './startup-warnings';
 import { startTracing, tracingRequested, type TracingHandle } from './telemetry/tracing';
 
 async function main(): Promise<void> {
@@ -17,10 +18,14 @@ async function main(): Promise<void> {
   }
   const tracing: TracingHandle | null = await startTracing();
   const service = createService(config);
+  for (const warning of startupWarnings(config, { production: process.env.NODE_ENV === 'production' })) {
+    service.log[warning.level]({ warning: warning.code }, warning.message);
+  }
   const port = await service.listen();
   service.log.info(
     {
       port,
+      metrics_port: service.metricsPort ?? port,
       bus: config.redisUrl ? 'redis' : 'memory',
       model: config.anthropicApiKey ? 'anthropic' : 'scripted',
       tracing: tracing !== null,

@@ -4,6 +4,8 @@ import type { Express } from 'express';
 import type { Logger } from 'pino';
 import type { Config } from './config';
 import { createApp } from './http/app';
+import { answerClientError } from './http/client-error';
+import { createMetricsServer } from './http/metrics-server';
 import { StreamRegistry } from './http/stream-registry';
 import { createLogger } from './log';
 import { Metrics } from './metrics';
@@ -15,6 +17,7 @@ import { busReachable } from './timeline/bus-reachable';
 import { MemoryBus } from './timeline/memory-bus';
 import { MeteredBus } from './timeline/metered-bus';
 import { RedisBus } from './timeline/redis-bus';
+import { checkRedisMemory } from './timeline/redis-memory-check';
 import { createDefaultRegistry, type WorkflowRegistry } from './workflows/registry';
 
 /** Parts a caller (tests, benchmarks) may supply instead of the ones the config implies. */
@@ -36,8 +39,13 @@ export interface Service {
   streams: StreamRegistry;
   metrics: Metrics;
   log: Logger;
-  /** Listens on `port` (`0`: a free one); resolves with the bound port. */
+  /**
+   * Listens on `port` (`0`: a free one), and on `METRICS_PORT` when set; resolves with the bound
+   * API port.
+   */
   listen(port?: number): Promise<number>;
+  /** The bound `METRICS_PORT` once listening; `null` when metrics are served on the API port. */
+  readonly metricsPort: number | null;
   /** Graceful stop: no new connections, streams ended, runs given the grace period, bus closed. */
   close(): Promise<void>;
 }
@@ -56,8 +64,24 @@ export function createService(config: Config, parts: ServiceParts = {}): Service
   const rawBus = parts.bus ?? defaultBus(config, log);
   const bus = new MeteredBus(rawBus, metrics.busErrors);
   const model = parts.model ?? createModel(config, log);
-  const registry = parts.registry ?? createDefaultRegistry({ maxEventsPerSession: config.maxEventsPerSession });
-  const runs = new RunManager({ bus, model, log, metrics, runLeaseMs: config.runLeaseMs, maxRuns: config.maxRuns });
+  const registry =
+    parts.registry ??
+    createDefaultRegistry({
+      enableSynthetic: config.enableSynthetic,
+      maxEventsPerSession: config.maxEventsPerSession,
+      maxEventBytes: config.maxEventBytes,
+    });
+  const runs = new RunManager({
+    bus,
+    model,
+    log,
+    metrics,
+    runLeaseMs: config.runLeaseMs,
+    maxRuns: config.maxRuns,
+    maxRunDurationMs: config.maxRunDurationMs,
+    maxRunsPerCaller: config.maxRunsPerCaller,
+    publishBudget: { maxEventBytes: config.maxEventBytes, maxBacklogBytes: config.maxPublishBacklogBytes },
+  });
   metrics.bind({
     busReachable: () => busReachable(rawBus, 2000),
     longestRunIdleSeconds: () => runs.longestIdleSeconds(),
@@ -71,13 +95,20 @@ export function createService(config: Config, parts: ServiceParts = {}): Service
   let closing: Promise<void> | null = null;
   const app = createApp({ config, bus, runs, registry, streams, metrics, log, isDraining: () => closing !== null });
   let server: Server | null = null;
+  let metricsServer: Server | null = null;
 
-  const listen = (port = config.port) =>
-    new Promise<number>((resolve, reject) => {
-      server = createServer(app);
-      server.once('error', reject);
-      server.listen(port, () => resolve((server?.address() as AddressInfo).port));
-    });
+  const listen = async (port = config.port) => {
+    // In the background: a warning to read at start, never a reason to delay or refuse it.
+    if (config.redisUrl !== null) void checkRedisMemory(config.redisUrl, log);
+    server = createServer(app);
+    server.on('clientError', answerClientError(log));
+    const bound = await listenOn(server, port);
+    if (config.metricsPort !== null) {
+      metricsServer = createMetricsServer(metrics, log);
+      await listenOn(metricsServer, config.metricsPort);
+    }
+    return bound;
+  };
 
   const shutdown = async () => {
     const stopAccepting = server
@@ -95,6 +126,12 @@ export function createService(config: Config, parts: ServiceParts = {}): Service
     const lingering = setTimeout(() => server?.closeAllConnections(), 1000);
     await stopAccepting;
     clearTimeout(lingering);
+    // Last: the metrics stay readable while the instance drains.
+    if (metricsServer) {
+      const closed = new Promise<void>((resolve) => (metricsServer as Server).close(() => resolve()));
+      metricsServer.closeAllConnections();
+      await closed;
+    }
     await bus.close();
     log.info('shutdown complete');
   };
@@ -108,6 +145,17 @@ export function createService(config: Config, parts: ServiceParts = {}): Service
     metrics,
     log,
     listen,
+    get metricsPort() {
+      return metricsServer ? (metricsServer.address() as AddressInfo).port : null;
+    },
     close: () => (closing ??= shutdown()),
   };
+}
+
+/** Listens on `port` (`0`: a free one); resolves with the bound port. */
+function listenOn(server: Server, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, () => resolve((server.address() as AddressInfo).port));
+  });
 }

@@ -72,7 +72,10 @@ export class ServiceApi {
 
   /** `POST /timeline/:id/cancel`: `true` when accepted, `false` when the run had already finished. */
   async cancel(sessionId: string): Promise<boolean> {
-    const response = await this.send(`/timeline/${encodeURIComponent(sessionId)}/cancel`, { method: 'POST' }, {});
+    // The server takes every POST as JSON only (so a browser preflights it); the body is empty.
+    const response = await this.send(`/timeline/${encodeURIComponent(sessionId)}/cancel`, { method: 'POST' }, {
+      'Content-Type': 'application/json',
+    });
     if (response.ok) {
       await response.body?.cancel();
       return true;

@@ -7,13 +7,14 @@ import type { RunManager } from '../runs/run-manager';
 import type { TimelineBus } from '../timeline/bus';
 import type { WorkflowRegistry } from '../workflows/registry';
 import { Authenticator, authenticate } from './auth';
+import { refuseOtherSites, requireJson } from './cross-site';
 import { demoAssetRoute, demoPageRoute } from './demo-page';
 import { errorHandler, HttpError, notFound } from './errors';
 import { executeRoute } from './execute-route';
 import { healthzRoute, metricsRoute, readyzRoute } from './health-routes';
 import { REQUEST_ID_HEADER, requestScopes } from './request-scope';
 import { traceRoute } from './request-span';
-import { sessionAccess } from './session-access';
+import { bindingSessionAccess, runOwnerAccess } from './session-access';
 import { cancelRoute, historyRoute } from './session-routes';
 import type { StreamRegistry } from './stream-registry';
 import { streamRoute } from './stream-route';
@@ -71,31 +72,36 @@ export function createApp(deps: AppDeps): Express {
   app.disable('x-powered-by');
   app.set('etag', false);
   app.use(requestScopes(log));
+  // Behind a balancer, so `req.ip` (per-caller limits with auth off) is the client's address.
+  if (config.trustProxy !== null) app.set('trust proxy', config.trustProxy);
   if (config.corsOrigins) app.use(corsMiddleware(config.corsOrigins));
   app.use(refuseWhileDraining(isDraining));
   // After CORS, so a 401 carries its headers and a preflight never needs credentials.
   const authenticator = new Authenticator(config);
   if (authenticator.enabled) app.use(authenticate(authenticator));
-  const access = sessionAccess(bus);
+  const binding = bindingSessionAccess(bus);
+  const ownerOnly = runOwnerAccess(bus);
 
   app.get('/healthz', healthzRoute);
   app.get('/readyz', readyzRoute(bus));
-  app.get('/metrics', metricsRoute(metrics));
+  // With METRICS_PORT, only that port serves them (metrics-server.ts).
+  if (config.metricsPort === null) app.get('/metrics', metricsRoute(metrics));
   app.get('/', demoPageRoute);
   app.get('/assets/:file', demoAssetRoute);
 
-  app.get('/timeline/stream/:sessionId', access, streamRoute({ bus, config, streams, metrics, log }));
+  app.get('/timeline/stream/:sessionId', binding, streamRoute({ bus, config, streams, metrics, log }));
   app.all('/timeline/stream/:sessionId', methodNotAllowed('GET'));
 
-  // Any content type is read as JSON: `curl -d '{...}'` without a header should just work.
-  const json = express.json({ limit: config.bodyLimitBytes, type: () => true, strict: false });
+  // Every POST changes state: refused from other sites, and JSON only (see cross-site.ts).
+  const postGuards = [refuseOtherSites(config.corsOrigins), requireJson];
+  const json = express.json({ limit: config.bodyLimitBytes, strict: false });
   const retryAfterS = Math.ceil(config.retryMs / 1000);
-  app.post('/execute', traceRoute('/execute'), json, executeRoute({ runs, registry, bus, retryAfterS }));
+  app.post('/execute', traceRoute('/execute'), postGuards, json, executeRoute({ runs, registry, bus, retryAfterS }));
   app.all('/execute', methodNotAllowed('POST'));
 
-  app.get('/timeline/:sessionId', traceRoute('/timeline/:sessionId'), access, historyRoute(bus));
+  app.get('/timeline/:sessionId', traceRoute('/timeline/:sessionId'), ownerOnly, historyRoute(bus));
   app.all('/timeline/:sessionId', methodNotAllowed('GET'));
-  app.post('/timeline/:sessionId/cancel', traceRoute('/timeline/:sessionId/cancel'), access, cancelRoute(bus));
+  app.post('/timeline/:sessionId/cancel', traceRoute('/timeline/:sessionId/cancel'), postGuards, ownerOnly, cancelRoute(bus));
   app.all('/timeline/:sessionId/cancel', methodNotAllowed('POST'));
 
   app.use(notFound);

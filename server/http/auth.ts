@@ -51,10 +51,13 @@ export class Authenticator {
     return this.keyDigest !== null || this.jwtSecret !== null;
   }
 
-  /** The caller the credential names, or `null` if it is not valid. */
-  caller(credential: string): string | null {
+  /**
+   * The caller the credential names, or `null` if it is not valid. `tokenOnly`: the shared key
+   * is not accepted (a credential from a URL, which proxies and browsers may log or keep).
+   */
+  caller(credential: string, { tokenOnly = false } = {}): string | null {
     // Digests have one length whatever the input, so the compare takes the same time for any guess.
-    if (this.keyDigest !== null && timingSafeEqual(sha256(credential), this.keyDigest)) return API_KEY_CALLER;
+    if (!tokenOnly && this.keyDigest !== null && timingSafeEqual(sha256(credential), this.keyDigest)) return API_KEY_CALLER;
     return this.jwtSecret === null ? null : this.tokenSubject(credential, this.jwtSecret);
   }
 
@@ -75,13 +78,23 @@ export class Authenticator {
   }
 }
 
+/** A bearer credential and where it came from. */
+interface Credential {
+  value: string;
+  /** From `?access_token=`: a URL ends up in logs and histories, so only short-lived JWTs count there. */
+  inUrl: boolean;
+}
+
 /** The bearer credential: the `Authorization` header, or `?access_token=` on the stream route only. */
-function credentialOf(req: Request): string | null {
+function credentialOf(req: Request): Credential | null {
   const header = req.get('authorization');
-  if (header !== undefined) return /^Bearer +([^\s]+) *$/i.exec(header)?.[1] ?? null;
+  if (header !== undefined) {
+    const value = /^Bearer +([^\s]+) *$/i.exec(header)?.[1];
+    return value === undefined ? null : { value, inUrl: false };
+  }
   if (!isStreamRoute(req)) return null;
   const query = req.query[ACCESS_TOKEN];
-  return typeof query === 'string' && query !== '' ? query : null;
+  return typeof query === 'string' && query !== '' ? { value: query, inUrl: true } : null;
 }
 
 /** `url` without its `access_token` parameters; the rest of the query is kept byte for byte. */
@@ -119,7 +132,7 @@ export function authenticate(authenticator: Authenticator): RequestHandler {
       next();
       return;
     }
-    const caller = credential === null ? null : authenticator.caller(credential);
+    const caller = credential === null ? null : authenticator.caller(credential.value, { tokenOnly: credential.inUrl });
     if (caller === null) {
       requestScope(res).log.debug({ method: req.method, path: req.path, credential: credential === null ? 'missing' : 'invalid' }, 'unauthorized request');
       next(UNAUTHORIZED);

@@ -2,7 +2,13 @@ import { z } from 'zod';
 import type { WorkflowRegistry } from '../workflows/registry';
 import type { Workflow, WorkflowInput } from '../workflows/workflow';
 import { HttpError } from './errors';
+import { nestedDeeperThan } from './json-depth';
 import { isUuid } from './params';
+
+/** How deep any field of the body may nest (`context`'s items are at depth 2). */
+export const MAX_BODY_DEPTH = 32;
+/** `context` as JSON, at most: it goes into every model prompt of the run. */
+export const MAX_CONTEXT_BYTES = 64 * 1024;
 
 /** Unknown fields are rejected: a misspelt `sessionId` would otherwise start a run nobody streams. */
 const executeBody = z.strictObject({
@@ -35,11 +41,20 @@ export function parseExecuteRequest(body: unknown, registry: WorkflowRegistry): 
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw new HttpError(400, 'invalid_request', 'Request body must be a JSON object');
   }
+  // Before anything walks the body recursively (the validator, a workflow's JSON.stringify).
+  for (const [field, value] of Object.entries(body)) {
+    if (nestedDeeperThan(value, MAX_BODY_DEPTH)) {
+      throw new HttpError(400, 'invalid_request', `${field}: nested deeper than ${MAX_BODY_DEPTH} levels`);
+    }
+  }
   const parsed = executeBody.safeParse(body);
   if (!parsed.success) {
     throw new HttpError(400, 'invalid_request', describe(parsed.error.issues[0]));
   }
   const request = parsed.data;
+  if (request.context !== undefined && Buffer.byteLength(JSON.stringify(request.context)) > MAX_CONTEXT_BYTES) {
+    throw new HttpError(400, 'invalid_request', `context: larger than ${MAX_CONTEXT_BYTES} bytes of JSON`);
+  }
   const name = request.workflow ?? 'agents';
   const workflow = registry.get(name);
   if (!workflow) {

@@ -1,20 +1,21 @@
 import { randomUUID } from 'node:crypto';
 import type { RequestHandler } from 'express';
 import type { ExecuteAccepted, ExecuteResult } from '../../client-sdk/src/types';
-import { SessionConflictError, TooManyRunsError, type RunManager } from '../runs/run-manager';
+import { SessionConflictError, TooManyCallerRunsError, TooManyRunsError, type RunManager } from '../runs/run-manager';
+import { EventTooLargeError, PublishBacklogFullError } from '../runs/publish-budget';
 import type { TimelineBus } from '../timeline/bus';
 import type { WorkflowRegistry } from '../workflows/registry';
 import { callerOf } from './auth';
 import { HttpError, sendError } from './errors';
 import { parseExecuteRequest } from './execute-request';
 import { requestScope } from './request-scope';
-import { assertSessionAccess } from './session-access';
+import { bindSessionAccess } from './session-access';
 
 export interface ExecuteRouteDeps {
   runs: RunManager;
   registry: WorkflowRegistry;
   bus: TimelineBus;
-  /** `Retry-After` of a `503 too_many_runs`, in seconds. */
+  /** `Retry-After` of a `503 too_many_runs` or a `429 too_many_caller_runs`, in seconds. */
   retryAfterS: number;
 }
 
@@ -31,15 +32,28 @@ export function executeRoute({ runs, registry, bus, retryAfterS }: ExecuteRouteD
     const sessionId = command.sessionId ?? randomUUID();
     const scope = requestScope(res);
     scope.sessionId = sessionId;
-    await assertSessionAccess(bus, sessionId, callerOf(res));
+    const caller = callerOf(res);
+    // Binds first, so a stream another caller opened on this id meanwhile wins or loses atomically.
+    await bindSessionAccess(bus, sessionId, caller);
     let run;
     try {
+      // With auth off, a caller is a client address (TRUST_PROXY says whose, behind a balancer).
+      const limitKey = caller !== null ? `caller:${caller}` : `address:${req.ip ?? 'unknown'}`;
       run = await runs.start(sessionId, command.workflow, command.input, {
+        caller,
+        limitKey,
         requestId: scope.id,
         receivedAt: scope.receivedAt,
         trace: scope.trace,
       });
     } catch (error) {
+      if (error instanceof EventTooLargeError) throw new HttpError(413, error.code, error.message);
+      if (error instanceof PublishBacklogFullError) {
+        throw new HttpError(503, error.code, error.message, { headers: { 'Retry-After': String(retryAfterS) } });
+      }
+      if (error instanceof TooManyCallerRunsError) {
+        throw new HttpError(429, 'too_many_caller_runs', error.message, { headers: { 'Retry-After': String(retryAfterS) } });
+      }
       if (error instanceof TooManyRunsError) {
         throw new HttpError(503, 'too_many_runs', error.message, { headers: { 'Retry-After': String(retryAfterS) } });
       }

@@ -29,10 +29,14 @@ export interface FailureContext {
   maxRetries: number;
 }
 
-/** Turns whatever the SDK threw into a `ModelError` with a stable code and a plain message. */
+/**
+ * Turns whatever the SDK threw into a `ModelError` with a stable code and a message of our own:
+ * the provider's error text (`detail`) can name internal organisations, projects or limits, so
+ * it goes to the log and never into the message a client sees.
+ */
 export function toModelError(error: unknown, context: FailureContext): ModelError {
   const [code, message] = classify(error, context);
-  return new ModelError(code, message, { cause: error });
+  return new ModelError(code, message, { cause: error, detail: error instanceof APIError ? providerDetail(error) : null });
 }
 
 function classify(error: unknown, { connected, stalledAfterMs, maxRetries }: FailureContext): [ModelErrorCode, string] {
@@ -46,18 +50,18 @@ function classify(error: unknown, { connected, stalledAfterMs, maxRetries }: Fai
     return ['model_connection_lost', `Could not connect to the model provider${retried}`];
   }
   if (error instanceof APIError) {
-    const detail = providerDetail(error);
-    if (error.status === undefined) return fromStreamErrorEvent(error.type, detail);
+    if (error.status === undefined) return fromStreamErrorEvent(error.type);
+    const http = `HTTP ${error.status}`;
     if (error instanceof AuthenticationError || error instanceof PermissionDeniedError) {
-      return ['model_auth_failed', `The model provider refused the API key: ${detail}`];
+      return ['model_auth_failed', `The model provider refused the API key (${http})`];
     }
-    if (error.status === 429) return ['model_rate_limited', `The model provider's rate limit was reached${retried}: ${detail}`];
-    if (error.status === 529) return ['model_overloaded', `The model provider is overloaded${retried}: ${detail}`];
-    if (error.status >= 500) return ['model_unavailable', `The model provider failed${retried}: ${detail}`];
+    if (error.status === 429) return ['model_rate_limited', `The model provider's rate limit was reached${retried}`];
+    if (error.status === 529) return ['model_overloaded', `The model provider is overloaded${retried}`];
+    if (error.status >= 500) return ['model_unavailable', `The model provider failed (${http})${retried}`];
     if ([400, 404, 413, 422].includes(error.status)) {
-      return ['model_bad_request', `The model provider refused the request (check ANTHROPIC_MODEL): ${detail}`];
+      return ['model_bad_request', `The model provider refused the request (${http}; check ANTHROPIC_MODEL)`];
     }
-    return ['model_error', `The model provider answered with an error: ${detail}`];
+    return ['model_error', `The model provider answered with an error (${http})`];
   }
   // A stream that stops before `message_stop` (the socket was cut, or closed early) reaches us
   // as a bare SDK error; its cause is not reliably kept, so the open stream is what tells.
@@ -68,13 +72,13 @@ function classify(error: unknown, { connected, stalledAfterMs, maxRetries }: Fai
 }
 
 /** An `error` event in the middle of a 200 stream: the HTTP status is gone, the type tells. */
-function fromStreamErrorEvent(type: string | null, detail: string): [ModelErrorCode, string] {
-  if (type === 'overloaded_error') return ['model_overloaded', `The model provider is overloaded (mid-stream): ${detail}`];
-  if (type === 'rate_limit_error') return ['model_rate_limited', `The model provider's rate limit was reached (mid-stream): ${detail}`];
-  return ['model_stream_error', `The model stream failed mid-answer: ${detail}`];
+function fromStreamErrorEvent(type: string | null): [ModelErrorCode, string] {
+  if (type === 'overloaded_error') return ['model_overloaded', 'The model provider is overloaded (mid-stream)'];
+  if (type === 'rate_limit_error') return ['model_rate_limited', "The model provider's rate limit was reached (mid-stream)"];
+  return ['model_stream_error', 'The model stream failed mid-answer'];
 }
 
-/** `<status> <type>: <message>` from the provider's error body, never the raw body. */
+/** `<status> <type>: <message>` from the provider's error body, never the raw body; for the log. */
 function providerDetail(error: APIError): string {
   const parts = [error.status, error.type].filter((part) => part !== undefined && part !== null);
   const head = parts.join(' ') || 'error';

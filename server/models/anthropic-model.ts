@@ -117,7 +117,8 @@ export class AnthropicModel implements Model {
         stalledAfterMs: stalled ? this.idleTimeoutMs : null,
         maxRetries: this.maxRetries,
       });
-      log.warn({ purpose: request.purpose, code: failure.code, err: error }, 'model call failed');
+      // The provider's words stay here, in the log: clients get the code and our own message.
+      log.warn({ purpose: request.purpose, code: failure.code, provider_detail: failure.detail, err: error }, 'model call failed');
       throw failure;
     } finally {
       settled = true;

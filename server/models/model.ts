@@ -44,15 +44,21 @@ export interface Model {
 
 /**
  * A failure of the model provider (overloaded, bad key, broken stream): the run fails with
- * `code` and the synchronous execute answers `502 workflow_failed`.
+ * `code` and the synchronous execute answers `502 workflow_failed`. `message` reaches clients
+ * (`done.error`, `WORKFLOW_ERROR`, the 502), so it is ours and generic; what the provider said
+ * (it can name internal organisations or projects) is `detail`, for the log only.
  */
 export class ModelError extends Error {
+  /** The provider's own words about the failure; logged, never sent to a client. */
+  readonly detail: string | null;
+
   constructor(
     readonly code: string,
     message: string,
-    options?: { cause?: unknown },
+    options: { cause?: unknown; detail?: string | null } = {},
   ) {
-    super(message, options);
+    super(message, { cause: options.cause });
     this.name = 'ModelError';
+    this.detail = options.detail ?? null;
   }
 }

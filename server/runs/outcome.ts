@@ -1,6 +1,7 @@
 import type { DonePayload, ErrorInfo } from '../../client-sdk/src/types';
 import { ModelError } from '../models/model';
 import { BusUnavailableError } from '../timeline/bus';
+import { EventTooLargeError, PublishBacklogFullError } from './publish-budget';
 import { RunAbort } from './run-abort';
 
 /** How a run ended: the `done` payload, and the status a synchronous execute answers with. */
@@ -19,11 +20,17 @@ export function endingFromError(error: unknown, signal: AbortSignal): RunEnding 
   if (abort?.reason === 'shutdown') {
     return failed({ code: 'shutdown', message: 'The instance shut down before the run finished' }, 503);
   }
+  if (abort?.reason === 'timeout') {
+    return failed({ code: 'run_timeout', message: 'The run took longer than the maximum run duration (MAX_RUN_DURATION_MS)' }, 504);
+  }
   if (abort?.reason === 'lease_lost') {
     return failed({ code: 'run_lost', message: 'The run lost its lease and was taken over' }, 500);
   }
   if (error instanceof BusUnavailableError) {
     return failed({ code: 'bus_unavailable', message: 'The event bus stayed unreachable longer than BUS_OUTAGE_MS' }, 503);
+  }
+  if (error instanceof EventTooLargeError || error instanceof PublishBacklogFullError) {
+    return failed({ code: error.code, message: error.message }, error instanceof EventTooLargeError ? 413 : 503);
   }
   if (error instanceof ModelError) {
     return { done: { status: 'failed', error: { code: error.code, message: error.message } }, failure: { status: 502, code: 'workflow_failed' } };

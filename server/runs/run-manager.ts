@@ -9,8 +9,10 @@ import { traceparentOf } from '../telemetry/trace-context';
 import { tracing } from '../telemetry/tracing';
 import { RunLostError, type EventDraft, type PublishOptions, type TimelineBus } from '../timeline/bus';
 import type { StepDraft, Workflow, WorkflowInput } from '../workflows/workflow';
+import { CallerSlots } from './caller-slots';
 import { endingFromError, type RunEnding } from './outcome';
-import { RunAbort } from './run-abort';
+import { EventTooLargeError, PublishBacklogFullError, PublishBudget, type PublishBudgetOptions } from './publish-budget';
+import { RunAbort, untilAborted } from './run-abort';
 import { modelForRun } from './run-model';
 
 export interface RunManagerOptions {
@@ -22,6 +24,12 @@ export interface RunManagerOptions {
   runLeaseMs?: number;
   /** `MAX_RUNS`: runs executing (or being claimed) at once; beyond it `start` throws `TooManyRunsError`. */
   maxRuns: number;
+  /** `MAX_RUN_DURATION_MS`: a run still going after this is aborted and fails with `run_timeout`. */
+  maxRunDurationMs: number;
+  /** `MAX_RUNS_PER_CALLER`: runs one caller may have going (or being claimed) on this instance. */
+  maxRunsPerCaller: number;
+  /** `MAX_EVENT_BYTES` and `MAX_PUBLISH_BACKLOG_BYTES` (see `PublishBudget`). */
+  publishBudget: PublishBudgetOptions;
 }
 
 export interface RunSummary {
@@ -34,8 +42,15 @@ export interface RunSummary {
   durationMs: number;
 }
 
-/** Where a run came from: the request that started it. */
+/** Where a run came from: who asked for it, and the request that started it. */
 export interface RunOrigin {
+  /** The authenticated caller (auth on): the session is theirs, stored with the run. Defaults to `null`. */
+  caller?: string | null;
+  /**
+   * Whose runs count against `maxRunsPerCaller`: the caller, or the client's address when auth
+   * is off. `null`: nobody's (a run started from code). Defaults to `null`.
+   */
+  limitKey?: string | null;
   /** The request's id: on every log line of the run and on its span. */
   requestId?: string;
   /** When the request arrived (`performance.now()`), for `timeline_execute_to_first_event_seconds`. */
@@ -78,6 +93,14 @@ export class SessionConflictError extends Error {
   }
 }
 
+/** The caller has `MAX_RUNS_PER_CALLER` runs going on this instance: the HTTP layer answers `429`. */
+export class TooManyCallerRunsError extends Error {
+  constructor(readonly limit: number) {
+    super(`This caller already has ${limit} runs going (MAX_RUNS_PER_CALLER); retry once one has ended`);
+    this.name = 'TooManyCallerRunsError';
+  }
+}
+
 /** The instance runs `MAX_RUNS` already: the caller answers `503 too_many_runs`. */
 export class TooManyRunsError extends Error {
   constructor() {
@@ -97,9 +120,14 @@ export class RunManager {
   private claiming = 0;
   /** Set once a shutdown's grace period is over: runs still going (or starting) end as `shutdown`. */
   private graceOver = false;
+  private readonly callerSlots: CallerSlots;
+  /** Bytes of this instance's events on their way to the bus. */
+  readonly publishBudget: PublishBudget;
 
   constructor(private readonly options: RunManagerOptions) {
     this.leaseMs = options.runLeaseMs ?? 10000;
+    this.callerSlots = new CallerSlots(options.maxRunsPerCaller);
+    this.publishBudget = new PublishBudget(options.publishBudget);
     this.stopListening = options.bus.onCancelRequest((sessionId) => this.abort(sessionId, 'cancelled'));
   }
 
@@ -126,26 +154,51 @@ export class RunManager {
       message: `Workflow ${workflow.name} started`,
       details: { workflow: workflow.name, project_id: input.project_id, query: input.query },
     });
-    // Checked and counted before any await, so concurrent starts cannot overshoot the limit.
-    if (this.active.size + this.claiming >= this.options.maxRuns) throw new TooManyRunsError();
+    // Checked and counted before any await, so concurrent starts cannot overshoot the limits.
+    if (!this.publishBudget.hasRoom) throw new PublishBacklogFullError(this.options.publishBudget.maxBacklogBytes);
+    // WORKFLOW_START carries the query: a request can make it too large (EventTooLargeError).
+    const firstBytes = this.publishBudget.take(first);
+    const limitKey = origin.limitKey ?? null;
+    let slotTaken = false;
+    const releaseSlot = () => {
+      if (slotTaken && limitKey !== null) this.callerSlots.release(limitKey);
+      slotTaken = false;
+    };
     const { metrics } = this.options;
-    const span = tracing.enabled ? startRunSpan(sessionId, workflow.name, origin) : null;
-    const publishSpan = span && startPublishSpan(trace.setSpan(ROOT_CONTEXT, span), sessionId, first.type, first.seq);
-    this.claiming += 1;
-    let claimed: boolean;
+    let span: Span | null;
+    let publishSpan: Span | null;
     try {
-      claimed = await this.options.bus.claimRun(sessionId, this.ownerId, this.leaseMs, first, publishOptions(publishSpan));
+      if (limitKey !== null) {
+        if (!this.callerSlots.tryTake(limitKey)) throw new TooManyCallerRunsError(this.options.maxRunsPerCaller);
+        slotTaken = true;
+      }
+      if (this.active.size + this.claiming >= this.options.maxRuns) throw new TooManyRunsError();
+      span = tracing.enabled ? startRunSpan(sessionId, workflow.name, origin) : null;
+      publishSpan = span && startPublishSpan(trace.setSpan(ROOT_CONTEXT, span), sessionId, first.type, first.seq);
+      this.claiming += 1;
+      let claimed: boolean;
+      try {
+        claimed = await this.options.bus.claimRun(sessionId, this.ownerId, this.leaseMs, first, {
+          ...publishOptions(publishSpan),
+          caller: origin.caller ?? null,
+        });
+      } catch (error) {
+        endSpan(publishSpan, 'bus_error');
+        endSpan(span, 'bus_error');
+        throw error;
+      } finally {
+        this.claiming -= 1;
+      }
+      if (!claimed) {
+        endSpan(publishSpan, 'session_conflict');
+        endSpan(span, 'session_conflict');
+        throw new SessionConflictError(sessionId);
+      }
     } catch (error) {
-      endSpan(publishSpan, 'bus_error');
-      endSpan(span, 'bus_error');
+      releaseSlot();
       throw error;
     } finally {
-      this.claiming -= 1;
-    }
-    if (!claimed) {
-      endSpan(publishSpan, 'session_conflict');
-      endSpan(span, 'session_conflict');
-      throw new SessionConflictError(sessionId);
+      this.publishBudget.release(firstBytes);
     }
     publishSpan?.end();
     metrics.eventsPublished.inc();
@@ -159,6 +212,7 @@ export class RunManager {
     this.options.metrics.runsActive.set(this.active.size);
     void finished.finally(() => {
       this.active.delete(sessionId);
+      releaseSlot();
       this.options.metrics.runsActive.set(this.active.size);
     });
     if (this.graceOver) this.abort(sessionId, 'shutdown');
@@ -220,9 +274,17 @@ export class RunManager {
     // One writer per session: seq is assigned here, and publishes are chained so the log
     // keeps emit order even when a workflow does not await each emit. A workflow that awaits
     // each emit (the usual case) publishes at once, without going through the chain.
-    const emit = (step: StepDraft): Promise<void> => {
+    // `essential`: the run's terminal step, written whatever the backlog (see PublishBudget).
+    const emit = (step: StepDraft, { essential = false } = {}): Promise<void> => {
+      const event = toEvent(sessionId, seq + 1, step);
+      let bytes: number;
+      try {
+        bytes = this.publishBudget.take(event, { essential });
+      } catch (error) {
+        // Refused before it had a seq: the log stays contiguous.
+        return handled(Promise.reject(error as Error));
+      }
       seq += 1;
-      const event = toEvent(sessionId, seq, step);
       const publishSpan = runTrace && startPublishSpan(runTrace, sessionId, event.type, event.seq);
       const options = publishOptions(publishSpan);
       inFlight += 1;
@@ -230,6 +292,7 @@ export class RunManager {
         inFlight === 1 ? bus.publish(sessionId, event, options) : tail.then(() => bus.publish(sessionId, event, options));
       const settled = published.then(
         (id) => {
+          this.publishBudget.release(bytes);
           inFlight -= 1;
           eventCount += 1;
           metrics.eventsPublished.inc();
@@ -238,6 +301,7 @@ export class RunManager {
           publishSpan?.end();
         },
         (error: unknown) => {
+          this.publishBudget.release(bytes);
           inFlight -= 1;
           endSpan(publishSpan, error instanceof RunLostError ? 'run_lost' : 'bus_error');
           // Another instance ended the session (our lease had expired): stop, as a lost renewal would.
@@ -263,14 +327,40 @@ export class RunManager {
       );
     }, Math.max(1, Math.floor(this.leaseMs / 3)));
     lease.unref();
+    const deadline = setTimeout(() => {
+      if (!signal.aborted) controller.abort(new RunAbort('timeout'));
+    }, this.options.maxRunDurationMs);
+    deadline.unref();
+
+    // What the workflow emits once it has returned, or once its run was aborted, is refused:
+    // the run's terminal step and `done` must be the last entries of its log. Once the budget
+    // refused one of its events, every later one is refused too (the log would have a hole),
+    // and the run fails with that refusal even if the workflow did not await its emits.
+    let workflowOver = false;
+    let refusal: Error | null = null;
+    const workflowEmit = (step: StepDraft): Promise<void> => {
+      if (workflowOver) return handled(Promise.reject(signal.aborted ? (signal.reason as Error) : new Error('the run has ended')));
+      if (refusal !== null) return handled(Promise.reject(refusal));
+      return handled(
+        emit(step).catch((error: unknown) => {
+          if (error instanceof EventTooLargeError || error instanceof PublishBacklogFullError) refusal ??= error;
+          throw error;
+        }),
+      );
+    };
 
     // Until the run proves otherwise, it failed: whatever happens, `done` carries an outcome.
     let ending: RunEnding = endingFromError(new Error('run did not finish'), signal);
     let result: unknown;
     let doneId: string | null;
     try {
-      result = await workflow.run(input, { sessionId, signal, model, emit, log });
+      try {
+        result = await untilAborted(workflow.run(input, { sessionId, signal, model, emit: workflowEmit, log }), signal);
+      } finally {
+        workflowOver = true;
+      }
       signal.throwIfAborted();
+      if (refusal !== null) throw refusal;
       await emit({
         type: 'WORKFLOW_COMPLETE',
         status: 'SUCCESS',
@@ -286,6 +376,7 @@ export class RunManager {
       await this.emitTerminalStep(emit, ending.done, log);
     } finally {
       clearInterval(lease);
+      clearTimeout(deadline);
       await tail;
       doneId = await this.signalDone(sessionId, ending.done, log, runTrace);
     }
@@ -309,7 +400,7 @@ export class RunManager {
     };
   }
 
-  private async emitTerminalStep(emit: (step: StepDraft) => Promise<void>, done: DonePayload, log: Logger) {
+  private async emitTerminalStep(emit: (step: StepDraft, options: { essential: boolean }) => Promise<void>, done: DonePayload, log: Logger) {
     const step: StepDraft =
       done.status === 'cancelled'
         ? { type: 'WORKFLOW_CANCELLED', status: 'ERROR', message: 'Workflow cancelled' }
@@ -320,7 +411,7 @@ export class RunManager {
             details: { error: done.error },
           };
     try {
-      await emit(step);
+      await emit(step, { essential: true });
     } catch (error) {
       // A run ended by a run-lost sweep already has its terminal step, written by the sweeper.
       if (error instanceof RunLostError) log.info('the session was already ended as run_lost');
@@ -371,6 +462,15 @@ function endSpan(span: Span | null | undefined, code: string): void {
   if (!span) return;
   span.setStatus({ code: SpanStatusCode.ERROR, message: code });
   span.end();
+}
+
+/**
+ * `promise`, marked as handled: a workflow that does not await an emit must not turn its
+ * refusal into an unhandled rejection, which would end the process. Awaited, it still rejects.
+ */
+function handled<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(() => undefined);
+  return promise;
 }
 
 /** The event a step becomes: seq and timestamp from the run, the step's fields, in wire order. */

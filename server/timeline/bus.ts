@@ -37,6 +37,12 @@ export interface PublishOptions {
   traceparent?: string;
 }
 
+/** What `claimRun` takes besides the session, the owner and the first event. */
+export interface ClaimOptions extends PublishOptions {
+  /** With auth on, the caller the session belongs to from then on. Defaults to `null`: nobody's. */
+  caller?: string | null;
+}
+
 /** What is retained of a session after a position, read in one consistent step. */
 export interface LogSlice {
   /** `waiting` means no run was ever started for the session (or its log expired). */
@@ -89,15 +95,10 @@ export interface TimelineBus {
    * Atomically claims a never-started session for `owner`, with a lease of `leaseMs`.
    * Resolves `false` if it is running or finished (the caller answers `409`). With
    * `firstEvent` (seq 1), a successful claim also publishes it, in the same step: a run's
-   * first event then costs no round trip of its own.
+   * first event then costs no round trip of its own. With `caller` (auth on), the session
+   * belongs to that caller from then on, stored with the run so it lives as long as its log.
    */
-  claimRun(
-    sessionId: string,
-    owner: string,
-    leaseMs: number,
-    firstEvent?: EventDraft,
-    options?: PublishOptions,
-  ): Promise<boolean>;
+  claimRun(sessionId: string, owner: string, leaseMs: number, firstEvent?: EventDraft, options?: ClaimOptions): Promise<boolean>;
   /** Extends the owner's lease; resolves `false` if the owner no longer holds it. */
   renewLease(sessionId: string, owner: string, leaseMs: number): Promise<boolean>;
   /** Asks whichever instance runs the session to cancel it. */
@@ -105,11 +106,18 @@ export interface TimelineBus {
   /** Registers this instance's handler for cancel requests of any session. */
   onCancelRequest(handler: (sessionId: string) => void): () => void;
   /**
-   * Binds the session to `caller` if no caller holds it yet, atomically across instances;
-   * resolves whether the session belongs to `caller`. Each touch by its caller keeps the
-   * binding for `EVENT_TTL_S` more, and at least as long as the session's log is then kept.
+   * Resolves whether the session belongs to `caller`, binding it to `caller` if nobody holds it
+   * yet (a stream opened before its run, or a run about to be claimed), atomically across
+   * instances. A session whose run was claimed with a caller belongs to that caller. A binding
+   * made before the run is kept `EVENT_TTL_S` after its caller's last touch (and never shorter
+   * than the session's log then lives).
    */
   bindCaller(sessionId: string, caller: string): Promise<boolean>;
+  /**
+   * The caller the session's run was claimed with; `null` when it has no run, or one claimed
+   * without a caller. Never binds (a history or cancel request by a stranger must not).
+   */
+  runCaller(sessionId: string): Promise<string | null>;
   /** Rejects when the bus cannot be reached (readiness). */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -1,6 +1,7 @@
 import type { DonePayload, SessionStatus } from '../../client-sdk/src/types';
 import type {
   CancelRequestOutcome,
+  ClaimOptions,
   EventDraft,
   LiveListener,
   LogEntry,
@@ -27,6 +28,8 @@ export interface MemoryBusOptions {
 interface SessionLog {
   status: SessionStatus;
   owner: string;
+  /** The caller the run was claimed with (auth on); the session is theirs. */
+  caller: string | null;
   leaseExpiresAt: number;
   entries: LogEntry[];
   eventCount: number;
@@ -124,18 +127,13 @@ export class MemoryBus implements TimelineBus {
     };
   }
 
-  async claimRun(
-    sessionId: string,
-    owner: string,
-    leaseMs: number,
-    firstEvent?: EventDraft,
-    options?: PublishOptions,
-  ): Promise<boolean> {
+  async claimRun(sessionId: string, owner: string, leaseMs: number, firstEvent?: EventDraft, options: ClaimOptions = {}): Promise<boolean> {
     if (this.sessions.has(sessionId)) return false;
     const now = this.now();
     this.sessions.set(sessionId, {
       status: 'running',
       owner,
+      caller: options.caller ?? null,
       leaseExpiresAt: now + leaseMs,
       entries: [],
       eventCount: 0,
@@ -168,11 +166,17 @@ export class MemoryBus implements TimelineBus {
   }
 
   async bindCaller(sessionId: string, caller: string): Promise<boolean> {
+    const runCaller = this.sessions.get(sessionId)?.caller ?? null;
+    if (runCaller !== null) return runCaller === caller;
     const now = this.now();
     const bound = this.callers.get(sessionId);
     if (bound && bound.caller !== caller && !this.bindingLapsed(sessionId, bound.expiresAt, now)) return false;
     this.callers.set(sessionId, { caller, expiresAt: now + this.ttlMs });
     return true;
+  }
+
+  async runCaller(sessionId: string): Promise<string | null> {
+    return this.sessions.get(sessionId)?.caller ?? null;
   }
 
   async ping(): Promise<void> {}

@@ -3,6 +3,7 @@ import type { DonePayload } from '../../client-sdk/src/types';
 import {
   RunLostError,
   type CancelRequestOutcome,
+  type ClaimOptions,
   type EventDraft,
   type LiveListener,
   type LogSlice,
@@ -38,7 +39,7 @@ export class MeteredBus implements TimelineBus {
     return this.counted('subscribe', this.bus.subscribe(sessionId, listener));
   }
 
-  claimRun(sessionId: string, owner: string, leaseMs: number, firstEvent?: EventDraft, options?: PublishOptions): Promise<boolean> {
+  claimRun(sessionId: string, owner: string, leaseMs: number, firstEvent?: EventDraft, options?: ClaimOptions): Promise<boolean> {
     return this.counted('claim_run', this.bus.claimRun(sessionId, owner, leaseMs, firstEvent, options));
   }
 
@@ -56,6 +57,10 @@ export class MeteredBus implements TimelineBus {
 
   bindCaller(sessionId: string, caller: string): Promise<boolean> {
     return this.counted('bind_caller', this.bus.bindCaller(sessionId, caller));
+  }
+
+  runCaller(sessionId: string): Promise<string | null> {
+    return this.counted('run_caller', this.bus.runCaller(sessionId));
   }
 
   ping(): Promise<void> {

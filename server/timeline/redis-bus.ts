@@ -3,6 +3,7 @@ import pino, { type Logger } from 'pino';
 import type { DonePayload, SessionStatus } from '../../client-sdk/src/types';
 import type {
   CancelRequestOutcome,
+  ClaimOptions,
   EventDraft,
   LiveListener,
   LogSlice,
@@ -57,6 +58,8 @@ interface SessionKeys {
 
 interface OwnedRun {
   owner: string;
+  /** Whose session it is (`''`: nobody's); restored with the keys if Redis loses them. */
+  caller: string;
   leaseMs: number;
   /** Id and seq of the newest event Redis acknowledged. */
   lastId: string | null;
@@ -212,13 +215,14 @@ export class RedisBus implements TimelineBus {
     return { unsubscribe: remove };
   }
 
-  async claimRun(sessionId: string, owner: string, leaseMs: number, firstEvent?: EventDraft): Promise<boolean> {
+  async claimRun(sessionId: string, owner: string, leaseMs: number, firstEvent?: EventDraft, options: ClaimOptions = {}): Promise<boolean> {
     this.refuseWhileLost(this.commands, 'commands');
     const firstJson = firstEvent === undefined ? '' : JSON.stringify(firstEvent);
-    const reply = await this.claim(sessionId, { owner, leaseMs, lastId: null, lastSeq: 0 }, firstJson);
+    const run: OwnedRun = { owner, caller: options.caller ?? '', leaseMs, lastId: null, lastSeq: 0 };
+    const reply = await this.claim(sessionId, run, firstJson);
     if (reply === 0) return false;
     const first = typeof reply === 'string' ? reply : null;
-    this.owned.set(sessionId, { owner, leaseMs, lastId: first, lastSeq: first === null ? 0 : 1 });
+    this.owned.set(sessionId, { ...run, lastId: first, lastSeq: first === null ? 0 : 1 });
     return true;
   }
 
@@ -254,6 +258,11 @@ export class RedisBus implements TimelineBus {
     const keys = this.keys(sessionId);
     const bound = await this.call(() => this.commands.timelineBindCaller(keys.caller, keys.meta, caller, this.ttlS));
     return bound === 1;
+  }
+
+  async runCaller(sessionId: string): Promise<string | null> {
+    this.refuseWhileLost(this.commands, 'commands');
+    return this.call(() => this.commands.hget(this.keys(sessionId).meta, 'caller'));
   }
 
   async ping(): Promise<void> {
@@ -445,6 +454,7 @@ export class RedisBus implements TimelineBus {
         keys.live,
         firstJson,
         this.maxEvents,
+        run.caller,
       ),
     );
   }

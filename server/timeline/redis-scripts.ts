@@ -91,7 +91,8 @@ end
 const CLAIM = `${NOW_MS}${APPEND_EVENT}
 -- KEYS: meta, lease, log, running
 -- ARGV: owner, lease_ms, ttl_s, lost_until ('' on a normal claim), session_id, lost_seq, channel,
---       first_json (the first event's draft, appended as seq 1; '' for none), max_events
+--       first_json (the first event's draft, appended as seq 1; '' for none), max_events,
+--       caller (whose session it is, kept with the run; '' for none)
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 if ARGV[4] ~= '' and redis.call('EXISTS', KEYS[3]) == 0 then
   -- New ids must follow the lost ones even if this Redis's clock is behind the old one's.
@@ -100,6 +101,7 @@ if ARGV[4] ~= '' and redis.call('EXISTS', KEYS[3]) == 0 then
   redis.call('EXPIRE', KEYS[3], ARGV[3])
 end
 redis.call('HSET', KEYS[1], 'status', 'running', 'owner', ARGV[1])
+if ARGV[10] ~= '' then redis.call('HSET', KEYS[1], 'caller', ARGV[10]) end
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'lost', ARGV[4], 'seq', ARGV[6], 'last', ARGV[4]) end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
@@ -219,12 +221,18 @@ return finish(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[2], ARGV[1], ARGV[5], 'fa
 `;
 
 /**
- * Binds a session to its first caller (`caller` key, next to the session's other keys).
- * Each touch by that caller keeps the binding `ttl_s` more, and no shorter than the session's
- * `meta` (refreshed by every write of the run) then lives, so it does not lapse before the log.
+ * Answers whether a session is `caller`'s. A run claimed with a caller keeps it in `meta`
+ * (so it lives as long as the log); before that, the session is bound to its first caller by
+ * the `caller` key, next to the session's other keys. Each touch by that caller keeps the key
+ * `ttl_s` more, and no shorter than the session's `meta` then lives.
  */
 const BIND_CALLER = `
 -- KEYS: caller, meta  ARGV: caller, ttl_s
+local owner = redis.call('HGET', KEYS[2], 'caller')
+if owner then
+  if owner == ARGV[1] then return 1 end
+  return 0
+end
 local bound = redis.call('GET', KEYS[1])
 if bound and bound ~= ARGV[1] then return 0 end
 local ttl = tonumber(ARGV[2])
@@ -241,7 +249,7 @@ export type RawRead = [string | null, string | null, string | null, string | nul
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    timelineClaim(meta: string, lease: string, log: string, running: string, owner: string, leaseMs: number, ttlS: number, lostUntil: string, sessionId: string, lostSeq: number, channel: string, firstJson: string, maxEvents: number): Result<string | number, Context>;
+    timelineClaim(meta: string, lease: string, log: string, running: string, owner: string, leaseMs: number, ttlS: number, lostUntil: string, sessionId: string, lostSeq: number, channel: string, firstJson: string, maxEvents: number, caller: string): Result<string | number, Context>;
     timelinePublish(meta: string, log: string, channel: string, draftJson: string, maxEvents: number, ttlS: number, seq: number): Result<string | number, Context>;
     timelineSignalDone(meta: string, log: string, lease: string, running: string, channel: string, doneJson: string, status: string, ttlS: number, sessionId: string): Result<string | number, Context>;
     timelineRead(meta: string, log: string, rangeStart: string, limit: number): Result<RawRead, Context>;

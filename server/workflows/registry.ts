@@ -25,12 +25,22 @@ export class WorkflowRegistry {
 }
 
 export interface DefaultRegistryOptions {
+  /**
+   * Registers the `synthetic` workflow (`ENABLE_SYNTHETIC=1`). It is a load-testing tool: any
+   * caller could make it publish as much as the budgets allow, so it is off unless asked for.
+   */
+  enableSynthetic: boolean;
   /** Upper bound of the synthetic workflow's `params.events` (`MAX_EVENTS_PER_SESSION`). */
   maxEventsPerSession: number;
+  /** `MAX_EVENT_BYTES`: bounds the synthetic workflow's `params.payload_bytes` too. Defaults to 128 KiB. */
+  maxEventBytes?: number;
 }
 
+/** `agents`, and `synthetic` when enabled. */
 export function createDefaultRegistry(options: DefaultRegistryOptions): WorkflowRegistry {
-  return new WorkflowRegistry()
-    .register(createAgentsWorkflow())
-    .register(createSyntheticWorkflow({ maxEvents: options.maxEventsPerSession }));
+  const registry = new WorkflowRegistry().register(createAgentsWorkflow());
+  if (options.enableSynthetic) {
+    registry.register(createSyntheticWorkflow({ maxEvents: options.maxEventsPerSession, maxEventBytes: options.maxEventBytes }));
+  }
+  return registry;
 }

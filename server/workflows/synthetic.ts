@@ -5,7 +5,17 @@ import type { Workflow } from './workflow';
 export interface SyntheticWorkflowOptions {
   /** Upper bound of `params.events` (`MAX_EVENTS_PER_SESSION`). */
   maxEvents: number;
+  /**
+   * `MAX_EVENT_BYTES`: `params.payload_bytes` is bounded so that an event fits, and a run that
+   * could only fail is refused up front (`400`). Defaults to no bound beyond 65536.
+   */
+  maxEventBytes?: number;
 }
+
+/** The largest `payload_bytes` of the contract. */
+const MAX_PAYLOAD_BYTES = 65_536;
+/** Room for an event's other fields beside its pad (about 350 bytes with the largest numbers). */
+const EVENT_OVERHEAD_BYTES = 1024;
 
 export interface SyntheticParams {
   events: number;
@@ -22,7 +32,11 @@ export function createSyntheticWorkflow(options: SyntheticWorkflowOptions): Work
     .strictObject({
       events: z.int().min(1).max(options.maxEvents).default(Math.min(10, options.maxEvents)),
       interval_ms: z.int().min(0).max(60_000).default(0),
-      payload_bytes: z.int().min(0).max(65_536).default(0),
+      payload_bytes: z
+        .int()
+        .min(0)
+        .max(Math.max(0, Math.min(MAX_PAYLOAD_BYTES, (options.maxEventBytes ?? Infinity) - EVENT_OVERHEAD_BYTES)))
+        .default(0),
     })
     // `params` may be left out of POST /execute.
     .prefault({});

@@ -1,5 +1,5 @@
 import type { TimelineEvent } from '../../client-sdk/src/types';
-import { executeAsync, expectJsonError, metricSample, postExecuteRaw, request } from '../helpers/api';
+import { executeAsync, expectJsonError, metricSample, parseRawResponse, postExecuteRaw, request, sendRaw } from '../helpers/api';
 import { startNginx, type Nginx } from '../helpers/nginx';
 import { freePort, startProcess, stopAllProcesses, type ListeningProcess } from '../helpers/process';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server';
@@ -159,10 +159,24 @@ it('forwards Last-Event-ID and X-Forwarded-For/Proto to the instances over HTTP/
   expect(heads[0].headers.connection).toBeUndefined();
 });
 
+it('does not pass /metrics on: the instances serve it on their own port, nginx answers 404', async () => {
+  for (const path of ['/metrics', '/metrics?x=1']) expectJsonError(await request(`${nginx.url}${path}`), 404, 'not_found');
+  // The instances themselves (no METRICS_PORT here) still serve it to whoever reaches them.
+  expect((await request(`${a.url}/metrics`)).status).toBe(200);
+});
+
 it("answers nginx's own errors in the service's JSON shape", async () => {
   // A body over the limit never reaches an instance.
   const oversize = await postExecuteRaw(nginx.url, JSON.stringify({ project_id: 'p', query: 'x'.repeat(300 * 1024) }));
   expectJsonError(oversize, 413, 'payload_too_large');
+
+  // Headers over nginx's buffers, and an HTTP/1.1 request without Host.
+  const tooLarge = await sendRaw(nginx.url, `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: ${'x'.repeat(20 * 1024)}\r\n\r\n`);
+  // nginx sends its "header too large" (494) as a 400 whatever the page says; the code tells.
+  expect(parseRawResponse(tooLarge)).toMatchObject({ status: 400, headers: { 'content-type': 'application/json' } });
+  expect(JSON.parse(parseRawResponse(tooLarge).body).error.code).toBe('headers_too_large');
+  const malformed = parseRawResponse(await sendRaw(nginx.url, 'GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n'));
+  expect({ status: malformed.status, code: JSON.parse(malformed.body).error.code }).toEqual({ status: 400, code: 'bad_request' });
 
   // No instance reachable.
   const deadPort = await freePort();

@@ -1,7 +1,9 @@
 import http from 'node:http';
 import { EventSource, type ErrorEvent } from 'eventsource';
+import jwt from 'jsonwebtoken';
 import type { DonePayload, ErrorBody, ExecuteResult, TimelineEvent } from '../../client-sdk/src/types';
-import { executeAsync, postExecuteRaw } from '../helpers/api';
+import { executeAsync, parseRawResponse, postExecuteRaw, sendRaw } from '../helpers/api';
+import { startRedisServer } from '../helpers/redis-server';
 import { execute, newSessionId, synthetic } from '../helpers/service';
 import { isNamed, timelineEvents, type SseFrame, type SseReader, openReady, streamFollower } from '../helpers/sse-reader';
 import { within } from '../helpers/wait';
@@ -241,12 +243,67 @@ describe('graceful shutdown', () => {
   });
 });
 
+describe('NODE_ENV=production', () => {
+  it('logs a loud warning at start when auth is off, and none once API_KEY is set', async () => {
+    const open = await startProcess({ NODE_ENV: 'production' });
+    const warning = open.logs().find((l) => l.warning === 'auth_off');
+    expect(warning).toMatchObject({ level: 50, msg: expect.stringMatching(/^AUTHENTICATION IS OFF/) });
+    // Before the listening line: the first thing an operator reads.
+    expect(open.logs().indexOf(warning!)).toBeLessThan(open.logs().findIndex((l) => l.msg === 'timeline service listening'));
+
+    const metricsPort = String(await freePort());
+    const secured = await startProcess({ NODE_ENV: 'production', API_KEY: 'k-0123456789', METRICS_PORT: metricsPort, ENABLE_SYNTHETIC: '0' });
+    expect(secured.logs().filter((l) => l.warning !== undefined)).toEqual([]);
+    const development = await startProcess({});
+    expect(development.logs().filter((l) => l.warning !== undefined)).toEqual([]);
+  });
+});
+
+describe('REDIS_URL: the memory check at start', () => {
+  it('warns when Redis may evict keys, and reports a safe Redis at info level', async () => {
+    const unsafe = await startRedisServer({ args: ['--maxmemory', '64mb', '--maxmemory-policy', 'allkeys-lru'] });
+    const safe = await startRedisServer({ args: ['--maxmemory', '64mb', '--maxmemory-policy', 'noeviction'] });
+    try {
+      const warned = await startProcess({ REDIS_URL: unsafe.url });
+      const line = await warned.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('Redis memory settings are unsafe'));
+      expect(line).toMatchObject({ level: 40, maxmemory_policy: 'allkeys-lru', problems: [expect.stringContaining('use noeviction')] });
+      // A warning, not a refusal: the instance serves.
+      expect((await fetch(`${warned.url}/readyz`)).status).toBe(200);
+
+      const checked = await startProcess({ REDIS_URL: safe.url });
+      expect(await checked.waitForLog((l) => l.msg === 'Redis memory settings checked')).toMatchObject({ level: 30, problems: [] });
+    } finally {
+      await stopAllProcesses();
+      await Promise.all([unsafe.stop(), safe.stop()]);
+    }
+  });
+});
+
+describe('METRICS_PORT', () => {
+  it('serves /metrics on its own port only, named in the listening line', async () => {
+    const metricsPort = await freePort();
+    const proc = await startProcess({ METRICS_PORT: String(metricsPort) });
+    const listening = proc.logs().find((l) => l.msg === 'timeline service listening');
+    expect(listening).toMatchObject({ port: proc.port, metrics_port: metricsPort });
+    const metrics = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+    expect(metrics.status).toBe(200);
+    expect(await metrics.text()).toContain('timeline_runs_total');
+    const onApi = await fetch(`${proc.url}/metrics`);
+    expect(onApi.status).toBe(404);
+    expect(((await onApi.json()) as ErrorBody).error.code).toBe('not_found');
+    const exit = await within(proc.stop('SIGTERM'), 10000, 'the process to exit');
+    expect(exit.code).toBe(0);
+  });
+});
+
 describe('bad configuration', () => {
   it.each([
     ['KEEPALIVE_MS', 'abc'],
     ['BODY_LIMIT', 'lots'],
     ['PORT', '70000'],
     ['LOG_LEVEL', 'loud'],
+    ['METRICS_PORT', '99999'],
+    ['ENABLE_SYNTHETIC', 'maybe'],
   ])('%s=%s stops the start with a non-zero exit and a message naming the variable', async (name, value) => {
     // A free PORT too, so a config check that let the value through could not fail on EADDRINUSE.
     const env = { PORT: String(await freePort()), [name]: value };
@@ -277,22 +334,26 @@ describe('log output', () => {
     });
 
   it('never writes ?access_token= values to stdout, even at LOG_LEVEL=trace', async () => {
-    // With API_KEY set, ?access_token= is how a browser EventSource authenticates a stream.
+    // With JWT_SECRET set, ?access_token= is how a browser EventSource authenticates a stream.
     const apiKey = `sekrit-key-${process.pid}`;
-    const proc = await startProcess({ LOG_LEVEL: 'trace', API_KEY: apiKey });
+    const secret = `sekrit-secret-${process.pid}`;
+    const proc = await startProcess({ LOG_LEVEL: 'trace', API_KEY: apiKey, JWT_SECRET: secret });
+    const token = jwt.sign({ sub: 'alice' }, secret, { algorithm: 'HS256', expiresIn: 300 });
     const wrong = (n: number) => `sekrit-wrong-${n}-${process.pid}`;
     const sessionId = newSessionId();
     const isClientError = (status: number) => status >= 400 && status < 500;
 
     expect(isClientError((await get(`${proc.url}/timeline/stream/not-a-uuid?access_token=${wrong(1)}`)).status)).toBe(true);
-    expect(isClientError((await get(`${proc.url}/timeline/stream/${sessionId}?access_token=${apiKey}&lastEventId=x`)).status)).toBe(true);
+    expect(isClientError((await get(`${proc.url}/timeline/stream/${sessionId}?access_token=${token}&lastEventId=x`)).status)).toBe(true);
     expect(isClientError((await get(`${proc.url}/no/such/route?access_token=${wrong(2)}`)).status)).toBe(true);
+    // The shared key is refused in a URL, and not logged either.
+    expect((await get(`${proc.url}/timeline/stream/${sessionId}?access_token=${apiKey}`)).status).toBe(401);
     // A stream that opens, runs and closes (debug logs on close), and one the client cuts.
-    const reader = await openReady(`${proc.url}/timeline/stream/${sessionId}?access_token=${apiKey}`);
-    const answer = await execute(proc.url, synthetic(sessionId, { events: 2 }), { Authorization: `Bearer ${apiKey}` });
+    const reader = await openReady(`${proc.url}/timeline/stream/${sessionId}?access_token=${token}`);
+    const answer = await execute(proc.url, synthetic(sessionId, { events: 2 }), { Authorization: `Bearer ${token}` });
     expect(answer.status).toBe(200);
     await reader.ended;
-    const cut = await openReady(`${proc.url}/timeline/stream/${newSessionId()}?access_token=${apiKey}`);
+    const cut = await openReady(`${proc.url}/timeline/stream/${newSessionId()}?access_token=${token}`);
     cut.destroy();
     const exit = await within(proc.stop('SIGTERM'), 10000, 'the process to exit');
 
@@ -301,6 +362,7 @@ describe('log output', () => {
     expect(proc.logs().some((l) => l.msg === 'run finished' && l.session_id === sessionId)).toBe(true);
     expect(proc.stdout).not.toContain('sekrit-');
     expect(proc.stderr).not.toContain('sekrit-');
+    expect(proc.stdout).not.toContain(token);
   });
 
   /** Requests a client gets wrong; each must be a 4xx JSON error and must not log a stack. */
@@ -312,6 +374,16 @@ describe('log output', () => {
     ['invalid JSON', () => postExecuteRaw(proc.url, '{"project_id":')],
     ['body over the limit', () => postExecuteRaw(proc.url, JSON.stringify({ project_id: 'p', query: 'x'.repeat(300 * 1024) }))],
     ['missing fields', () => postExecuteRaw(proc.url, JSON.stringify({ query: 'q' }))],
+    ['not JSON', () => postExecuteRaw(proc.url, 'project_id=p', { 'Content-Type': 'application/x-www-form-urlencoded' })],
+    ['context nested 100,000 levels', () => postExecuteRaw(proc.url, `{"project_id":"p","query":"q","context":${'['.repeat(100_000)}${']'.repeat(100_000)}}`)],
+    ['headers over the limit', async () => {
+      const response = parseRawResponse(await sendRaw(proc.url, `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: ${'x'.repeat(20_000)}\r\n\r\n`));
+      return { status: response.status, text: response.body };
+    }],
+    ['a malformed request line', async () => {
+      const response = parseRawResponse(await sendRaw(proc.url, 'GARBAGE\r\n\r\n'));
+      return { status: response.status, text: response.body };
+    }],
   ];
 
   it('answers malformed requests with a 4xx JSON error, never a 500', async () => {

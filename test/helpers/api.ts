@@ -1,4 +1,6 @@
+import net from 'node:net';
 import supertest from 'supertest';
+import { within } from './wait';
 import type { SessionHistory } from '../../client-sdk/src/types';
 
 /** A response read to the end: status, headers, raw text and the JSON it parses to (if any). */
@@ -74,9 +76,9 @@ export function getHistory(url: string, sessionId: string): Promise<ApiResponse<
   return request(`${url}/timeline/${sessionId}`);
 }
 
-/** `POST /timeline/:sessionId/cancel`. */
-export function cancelSession(url: string, sessionId: string): Promise<ApiResponse> {
-  return request(`${url}/timeline/${sessionId}/cancel`, { method: 'POST' });
+/** `POST /timeline/:sessionId/cancel`, as JSON like every POST (its body is empty). */
+export function cancelSession(url: string, sessionId: string, headers: Record<string, string> = {}): Promise<ApiResponse> {
+  return request(`${url}/timeline/${sessionId}/cancel`, { method: 'POST', headers: { 'Content-Type': 'application/json', ...headers } });
 }
 
 /**
@@ -101,4 +103,36 @@ export function metricSample(text: string, sample: string): number {
   const line = text.split('\n').find((l) => l.startsWith(`${sample} `));
   if (line === undefined) throw new Error(`no sample ${sample} in metrics:\n${text}`);
   return Number(line.slice(sample.length + 1));
+}
+
+/**
+ * Writes `text` as is on a new TCP connection to `url`'s host and port (requests no HTTP client
+ * would send), and resolves with everything the server sent until it closed the connection.
+ */
+export async function sendRaw(url: string, text: string, timeoutMs = 10000): Promise<string> {
+  const { hostname, port } = new URL(url);
+  const socket = net.connect(Number(port), hostname);
+  const answer = new Promise<string>((resolve) => {
+    let received = '';
+    socket.setEncoding('utf8').on('data', (chunk: string) => (received += chunk));
+    // A server that resets the connection after its answer: what arrived is still the answer.
+    socket.on('error', () => undefined);
+    socket.once('close', () => resolve(received));
+  });
+  socket.write(text);
+  try {
+    return await within(answer, timeoutMs, 'the server to answer and close the raw connection');
+  } finally {
+    socket.destroy();
+  }
+}
+
+/** A raw HTTP/1.1 response's status, headers (lower-case names) and body. */
+export function parseRawResponse(raw: string): { status: number; headers: Record<string, string>; body: string } {
+  const end = raw.indexOf('\r\n\r\n');
+  const [statusLine, ...lines] = raw.slice(0, end).split('\r\n');
+  const headers = Object.fromEntries(
+    lines.map((line) => [line.slice(0, line.indexOf(':')).toLowerCase(), line.slice(line.indexOf(':') + 1).trim()]),
+  );
+  return { status: Number(statusLine.split(' ')[1]), headers, body: raw.slice(end + 4) };
 }

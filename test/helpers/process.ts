@@ -127,6 +127,9 @@ function baseEnv(): Record<string, string> {
   return env;
 }
 
+/** What the tests' service processes run with unless a test says otherwise: the synthetic workflow on. */
+const TEST_ENV = { ENABLE_SYNTHETIC: '1' };
+
 /** Starts `node <start script entry>` with `env` on top of a clean environment; does not wait. */
 export function spawnService(env: Record<string, string> = {}): ServiceProcess {
   // Follows the `start` script instead of guessing the path.
@@ -136,7 +139,7 @@ export function spawnService(env: Record<string, string> = {}): ServiceProcess {
   }
   const child = spawnTracked(process.execPath, [entry], {
     cwd: ROOT,
-    env: { ...baseEnv(), ...env },
+    env: { ...baseEnv(), ...TEST_ENV, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';

@@ -11,6 +11,8 @@ export interface RedisServerOptions {
    * with persistence. Defaults to `false`: a restart comes back empty.
    */
   persistent?: boolean;
+  /** More `redis-server` arguments, e.g. `['--maxmemory-policy', 'allkeys-lru']`. */
+  args?: string[];
 }
 
 /** A private `redis-server` (from `PATH`) on a free port, which a test can stop and restart. */
@@ -36,6 +38,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   const dir = mkdtempSync(path.join(os.tmpdir(), 'timeline-redis-'));
   const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', ''];
   args.push(...(options.persistent ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']));
+  args.push(...(options.args ?? []));
   let child: ChildProcess | null = null;
   const admins: Redis[] = [];
 

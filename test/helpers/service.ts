@@ -12,9 +12,9 @@ export interface RunningService {
   close(): Promise<void>;
 }
 
-/** Test defaults: quiet, fast scripted model, short timers only where a test asks. */
+/** Test defaults: quiet, the synthetic workflow on, fast scripted model, short timers only where a test asks. */
 export function testConfig(overrides: Partial<Config> = {}): Config {
-  return { ...DEFAULT_CONFIG, port: 0, logLevel: 'silent', shutdownGraceMs: 2000, ...overrides };
+  return { ...DEFAULT_CONFIG, port: 0, logLevel: 'silent', shutdownGraceMs: 2000, enableSynthetic: true, ...overrides };
 }
 
 /** Starts one service on a free port (real HTTP server, real sockets). */

@@ -90,7 +90,9 @@ describe('AnthropicModel against a local Messages API (real SDK, real sockets)',
     const { reply, deltas } = call(model());
     const error = await failure(reply);
     expect(error.code).toBe('model_stream_error');
-    expect(error.message).toContain('Internal server error');
+    // The provider's words go to the log (detail), never into the message clients see.
+    expect(error.message).toBe('The model stream failed mid-answer');
+    expect(error.detail).toBe('api_error: Internal server error');
     expect(deltas).toEqual(['Half', ' an']);
     expect(fake.requests).toHaveLength(1);
   });
@@ -129,8 +131,9 @@ describe('AnthropicModel against a local Messages API (real SDK, real sockets)',
   it('401 bad key: model_auth_failed at once, no retry, and the key is not in the message', async () => {
     const error = await failure(call(model({ apiKey: 'sk-ant-wrong-key' })).reply);
     expect(error.code).toBe('model_auth_failed');
-    expect(error.message).toContain('invalid x-api-key');
-    expect(error.message).not.toContain('sk-ant-wrong-key');
+    expect(error.message).toBe('The model provider refused the API key (HTTP 401)');
+    expect(error.detail).toBe('401 authentication_error: invalid x-api-key');
+    expect(`${error.message} ${error.detail}`).not.toContain('sk-ant-wrong-key');
     expect(fake.requests).toHaveLength(1);
   });
 
@@ -142,7 +145,9 @@ describe('AnthropicModel against a local Messages API (real SDK, real sockets)',
     fake.respond(() => errorReply(status, type, `${type} from the fake`));
     const error = await failure(call(model({ maxRetries: 2 })).reply);
     expect(error.code).toBe(code);
-    expect(error.message).toContain(`${type} from the fake`);
+    expect(error.message).toContain(`HTTP ${status}`);
+    expect(error.message).not.toContain('from the fake');
+    expect(error.detail).toBe(`${status} ${type}: ${type} from the fake`);
     expect(fake.requests).toHaveLength(requests);
   });
 

@@ -1,3 +1,4 @@
+import { Writable } from 'node:stream';
 import pino from 'pino';
 import type { Config } from '../../server/config';
 import type { ModelUsage } from '../../server/models/model';
@@ -216,6 +217,37 @@ describe('agents workflow on Claude (real SDK against a local Messages API)', ()
       expect(response.text + reader.raw).not.toContain(wrongKey);
     } finally {
       await bad.close();
+    }
+  });
+
+  it("keeps the provider's error text (an internal org id) out of every answer, and in the log", async () => {
+    const ORG = 'org-7Hq2xSecretOrg';
+    const lines: string[] = [];
+    const log = pino({ level: 'debug' }, new Writable({ write: (chunk: Buffer, _encoding, done) => done(void lines.push(chunk.toString())) }));
+    const leaky = await startService(config, { log, model: createModel(config, log, { maxRetries: 0 }) });
+    const provided: Array<[string, (body: MessagesBody) => Reply]> = [
+      ['model_auth_failed', () => errorReply(403, 'permission_error', `Organization ${ORG} may not use this model`)],
+      ['model_bad_request', () => errorReply(400, 'invalid_request_error', `${ORG}: prompt is too long for your tier`)],
+      ['model_unavailable', () => errorReply(500, 'api_error', `shard for ${ORG} is down`)],
+      ['model_stream_error', claude('writer', () => midStreamError([' So'], 'api_error', `quota of ${ORG} exhausted`))],
+    ];
+    try {
+      for (const [code, script] of provided) {
+        fake.reset();
+        fake.respond(script);
+        const sessionId = newSessionId();
+        const reader = await streamOf(leaky, sessionId);
+        const response = await postExecuteRaw(leaky.url, JSON.stringify({ project_id: 'p1', query: 'Hi', session_id: sessionId }));
+        expectJsonError(response, 502, 'workflow_failed');
+        await within(reader.ended, 5000, 'the stream to end');
+        expect(JSON.parse(reader.frames.find(isNamed('done'))!.data).error.code).toBe(code);
+        const history = await getHistory(leaky.url, sessionId);
+        for (const answer of [response.text, reader.raw, history.text]) expect({ code, leaked: answer.includes(ORG) }).toEqual({ code, leaked: false });
+      }
+      const logged = lines.filter((line) => line.includes(ORG)).map((line) => JSON.parse(line) as { msg: string; provider_detail?: string });
+      expect(logged.filter((line) => line.msg === 'model call failed' && line.provider_detail?.includes(ORG))).toHaveLength(provided.length);
+    } finally {
+      await leaky.close();
     }
   });
 

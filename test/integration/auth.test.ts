@@ -4,7 +4,7 @@ import { TimelineClient } from '../../client-sdk/src';
 import type { Config } from '../../server/config';
 import type { TimelineBus } from '../../server/timeline/bus';
 import { MemoryBus } from '../../server/timeline/memory-bus';
-import { expectJsonError, request, type ApiResponse } from '../helpers/api';
+import { cancelSession, expectJsonError, request, type ApiResponse } from '../helpers/api';
 import { capturedLog } from '../helpers/log-capture';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server';
 import { settle } from '../helpers/sdk-run';
@@ -58,7 +58,7 @@ describe('API_KEY', () => {
     request(`${svc.url}/timeline/stream/${sessionId}`, { headers }),
     post(svc.url, synthetic(sessionId, { events: 1 }), headers),
     request(`${svc.url}/timeline/${sessionId}`, { headers }),
-    request(`${svc.url}/timeline/${sessionId}/cancel`, { method: 'POST', headers }),
+    cancelSession(svc.url, sessionId, headers),
     request(`${svc.url}/no/such/route`, { headers }),
     request(`${svc.url}/execute`, { method: 'DELETE', headers }),
     request(`${svc.url}/`, { method: 'POST', headers }),
@@ -74,7 +74,7 @@ describe('API_KEY', () => {
     const history = await request(`${svc.url}/timeline/${sessionId}`, { headers: bearer(API_KEY) });
     expect(history.status).toBe(200);
     expect(history.json.done.status).toBe('completed');
-    const cancel = await request(`${svc.url}/timeline/${sessionId}/cancel`, { method: 'POST', headers: bearer(API_KEY) });
+    const cancel = await cancelSession(svc.url, sessionId, bearer(API_KEY));
     expectJsonError(cancel, 409, 'session_finished');
     // The scheme is case-insensitive (RFC 9110).
     expect((await request(`${svc.url}/timeline/${sessionId}`, { headers: { Authorization: `bearer ${API_KEY}` } })).status).toBe(200);
@@ -129,39 +129,21 @@ describe('API_KEY', () => {
     }
   });
 
-  it('takes ?access_token= on the stream route only, with ?lastEventId= beside it', async () => {
+  it('refuses the long-lived key as ?access_token= (it belongs in the Authorization header only)', async () => {
     const sessionId = newSessionId();
-    const reader = await openReady(`${svc.url}/timeline/stream/${sessionId}?access_token=${API_KEY}`);
-    expect((await post(svc.url, synthetic(sessionId, { events: 3 }), bearer(API_KEY))).status).toBe(200);
-    const done = await reader.waitFor(isNamed('done'));
-    const first = timelineEvents<{ event_id: string }>(reader)[0].event_id;
-
-    const resumed = await openReady(`${svc.url}/timeline/stream/${sessionId}?access_token=${API_KEY}&lastEventId=${first}`);
-    await resumed.waitFor(isNamed('done'));
-    expect(seqs(timelineEvents<{ seq: number }>(resumed))).toEqual(range(2, 5));
-    const finished = await openSse(`${svc.url}/timeline/stream/${sessionId}?lastEventId=${done.id}&access_token=${API_KEY}`);
-    expect(finished.status).toBe(204);
-
-    expectUnauthorized(await request(`${svc.url}/timeline/stream/${sessionId}?access_token=wrong`));
-    // A header, when sent, is the credential: a good query token does not rescue a bad one.
-    expectUnauthorized(await request(`${svc.url}/timeline/stream/${sessionId}?access_token=${API_KEY}`, { headers: bearer('wrong') }));
-    expectUnauthorized(await request(`${svc.url}/timeline/${sessionId}?access_token=${API_KEY}`));
-    expectUnauthorized(await request(`${svc.url}/timeline/${sessionId}/cancel?access_token=${API_KEY}`, { method: 'POST' }));
-    expectUnauthorized(
-      await request(`${svc.url}/execute?access_token=${API_KEY}`, {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/json' },
-        body: JSON.stringify(synthetic(newSessionId(), { events: 1 })),
-      }),
-    );
+    expectUnauthorized(await request(`${svc.url}/timeline/stream/${sessionId}?access_token=${API_KEY}`));
+    expectUnauthorized(await request(`${svc.url}/timeline/stream/${sessionId}?lastEventId=1-0&access_token=${API_KEY}`));
+    // By header, the same key opens the same stream.
+    const reader = await openReady(`${svc.url}/timeline/stream/${sessionId}`, { headers: bearer(API_KEY) });
+    reader.destroy();
   });
 
   it('never logs a credential, even at trace level and on errors', async () => {
     const sessionId = newSessionId();
-    const reader = await openReady(`${svc.url}/timeline/stream/${sessionId}?access_token=${API_KEY}`);
+    const reader = await openReady(`${svc.url}/timeline/stream/${sessionId}`, { headers: bearer(API_KEY) });
     expect((await post(svc.url, synthetic(sessionId, { events: 2 }), bearer(API_KEY))).status).toBe(200);
     await reader.ended;
-    const cut = await openReady(`${svc.url}/timeline/stream/${newSessionId()}?access_token=${API_KEY}`);
+    const cut = await openReady(`${svc.url}/timeline/stream/${newSessionId()}`, { headers: bearer(API_KEY) });
     cut.destroy();
     const wrong = 'sekrit-wrong-token';
     const attempts = [
@@ -181,7 +163,7 @@ describe('API_KEY', () => {
     const entries = logs.lines.map((line) => JSON.parse(line) as { msg: string; session_id?: string });
     expect(entries.some((entry) => entry.msg === 'run finished' && entry.session_id === sessionId)).toBe(true);
     expect(entries.some((entry) => entry.msg === 'stream closed')).toBe(true);
-    expect(entries.filter((entry) => entry.msg === 'unauthorized request').length).toBeGreaterThanOrEqual(3);
+    expect(entries.filter((entry) => entry.msg === 'unauthorized request').length).toBeGreaterThanOrEqual(4);
     expect(logs.text()).not.toContain('sekrit');
   });
 
@@ -219,6 +201,33 @@ describe('JWT_SECRET', () => {
     expect((await post(svc.url, synthetic(sessionId, { events: 2 }), bearer(token()))).status).toBe(200);
     await reader.waitFor(isNamed('done'));
     expect((await historyWith(token(), sessionId)).status).toBe(200);
+  });
+
+  it('takes ?access_token= on the stream route only, with ?lastEventId= beside it', async () => {
+    const sessionId = newSessionId();
+    const reader = await openReady(`${svc.url}/timeline/stream/${sessionId}?access_token=${token()}`);
+    expect((await post(svc.url, synthetic(sessionId, { events: 3 }), bearer(token()))).status).toBe(200);
+    const done = await reader.waitFor(isNamed('done'));
+    const first = timelineEvents<{ event_id: string }>(reader)[0].event_id;
+
+    const resumed = await openReady(`${svc.url}/timeline/stream/${sessionId}?access_token=${token()}&lastEventId=${first}`);
+    await resumed.waitFor(isNamed('done'));
+    expect(seqs(timelineEvents<{ seq: number }>(resumed))).toEqual(range(2, 5));
+    const finished = await openSse(`${svc.url}/timeline/stream/${sessionId}?lastEventId=${done.id}&access_token=${token()}`);
+    expect(finished.status).toBe(204);
+
+    expectUnauthorized(await request(`${svc.url}/timeline/stream/${sessionId}?access_token=wrong`));
+    // A header, when sent, is the credential: a good query token does not rescue a bad one.
+    expectUnauthorized(await request(`${svc.url}/timeline/stream/${sessionId}?access_token=${token()}`, { headers: bearer('wrong') }));
+    expectUnauthorized(await request(`${svc.url}/timeline/${sessionId}?access_token=${token()}`));
+    expectUnauthorized(await cancelSession(svc.url, `${sessionId}?access_token=${token()}`));
+    expectUnauthorized(
+      await request(`${svc.url}/execute?access_token=${token()}`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify(synthetic(newSessionId(), { events: 1 })),
+      }),
+    );
   });
 
   it('refuses expired, not yet valid, exp-less, unsigned, other-algorithm and wrongly signed tokens', async () => {
@@ -283,6 +292,17 @@ describe('API_KEY and JWT_SECRET both set', () => {
     expectJsonError(await history(aliceSession, token('bob')), 404, 'session_not_found');
     expectUnauthorized(await history(keySession, token('api-key')));
   });
+
+  it('takes a token as ?access_token=, but never the shared key', async () => {
+    const keySession = newSessionId();
+    expect((await post(svc.url, synthetic(keySession, { events: 1 }), bearer(API_KEY))).status).toBe(200);
+    expectUnauthorized(await request(`${svc.url}/timeline/stream/${keySession}?access_token=${API_KEY}`));
+    const aliceSession = newSessionId();
+    expect((await post(svc.url, synthetic(aliceSession, { events: 1 }), bearer(token('alice')))).status).toBe(200);
+    const replay = await openSse(`${svc.url}/timeline/stream/${aliceSession}?access_token=${token('alice')}`);
+    await replay.waitFor(isNamed('done'));
+    expect(replay.status).toBe(200);
+  });
 });
 
 /**
@@ -307,7 +327,7 @@ function describeBinding(name: string, start: (overrides: Partial<Config>) => Pr
     const history = (svc: RunningService, sessionId: string, headers: Record<string, string>) =>
       request(`${svc.url}/timeline/${sessionId}`, { headers });
     const cancel = (svc: RunningService, sessionId: string, headers: Record<string, string>) =>
-      request(`${svc.url}/timeline/${sessionId}/cancel`, { method: 'POST', headers });
+      cancelSession(svc.url, sessionId, headers);
     const runAsync = (
       svc: RunningService,
       sessionId: string | undefined,
@@ -366,6 +386,27 @@ function describeBinding(name: string, start: (overrides: Partial<Config>) => Pr
       expect((await history(a, made.json.session_id, A())).status).toBe(200);
     });
 
+    it('never binds on history or cancel: a stranger answered 404 first does not take the session', async () => {
+      const sessionId = newSessionId();
+      const notFound = await unseenBody(b);
+      for (const response of [await history(a, sessionId, B()), await cancel(b, sessionId, B()), await history(b, sessionId, B())]) {
+        expectJsonError(response, 404, 'session_not_found');
+        expect(response.text.replace(sessionId, '<id>')).toBe(notFound);
+      }
+      // A, who really makes the session, streams and runs it as if B had never asked.
+      const reader = await openReady(streamUrl(b, sessionId), { headers: A() });
+      expect((await runAsync(a, sessionId, A())).status).toBe(202);
+      expect(JSON.parse((await reader.waitFor(isNamed('done'), 15000)).data).status).toBe('completed');
+      expectJsonError(await history(a, sessionId, B()), 404, 'session_not_found');
+      expect((await history(b, sessionId, A())).status).toBe(200);
+
+      // The same for a run started with no stream first.
+      const direct = newSessionId();
+      expectJsonError(await cancel(a, direct, B()), 404, 'session_not_found');
+      expect((await post(b.url, synthetic(direct, { events: 1 }), A())).status).toBe(200);
+      expect((await history(a, direct, A())).json.done.status).toBe('completed');
+    });
+
     it('binds exactly one caller when two touch a session first at the same time', async () => {
       for (let i = 0; i < 8; i++) {
         // A streams on one instance while B starts a run on the other.
@@ -415,27 +456,29 @@ describe('on Redis', () => {
     Promise.all([startRedisService(redis.url, overrides), startRedisService(redis.url, overrides)]),
   );
 
-  it('keeps the binding in timeline:{<id>}:caller with the log TTL, and writes none with auth off', async () => {
+  it('stores the binding with the run (a caller field of its meta hash, living as long as the log), and none with auth off', async () => {
     const admin = redis.admin();
     const secured = await startRedisService(redis.url, { jwtSecret: JWT_SECRET, eventTtlS: 120, keepAliveMs: null });
     const open = await startRedisService(redis.url, { eventTtlS: 120, keepAliveMs: null });
     try {
       const sessionId = newSessionId();
       expect((await post(secured.url, synthetic(sessionId, { events: 1 }), bearer(token('alice')))).status).toBe(200);
-      const key = `timeline:{${sessionId}}:caller`;
-      expect(await admin.get(key)).toBe('alice');
-      const ttl = await admin.ttl(key);
-      expect(ttl).toBeGreaterThan(100);
-      expect(ttl).toBeLessThanOrEqual(120);
-      // Never shorter than the session's log lives at the touch.
-      await admin.expire(`timeline:{${sessionId}}:meta`, 5000);
-      expect((await request(`${secured.url}/timeline/${sessionId}`, { headers: bearer(token('alice')) })).status).toBe(200);
-      expect(await admin.ttl(key)).toBeGreaterThan(4900);
+      const meta = `timeline:{${sessionId}}:meta`;
+      expect(await admin.hget(meta, 'caller')).toBe('alice');
+      // The binding made before the run may lapse: the run's own keeps the session alice's.
+      await admin.del(`timeline:{${sessionId}}:caller`);
+      await admin.expire(meta, 5000);
+      const historyAs = (who: string) => request(`${secured.url}/timeline/${sessionId}`, { headers: bearer(token(who)) });
+      expectJsonError(await historyAs('bob'), 404, 'session_not_found');
+      expect((await streamAnswer(`${secured.url}/timeline/stream/${sessionId}`, bearer(token('bob')))).status).toBe(404);
+      expect((await historyAs('alice')).status).toBe(200);
+      expect(await admin.exists(`timeline:{${sessionId}}:caller`)).toBe(0);
 
       const anyone = newSessionId();
       expect((await post(open.url, synthetic(anyone, { events: 1 }))).status).toBe(200);
       expect((await request(`${open.url}/timeline/${anyone}`)).status).toBe(200);
       expect(await admin.exists(`timeline:{${anyone}}:meta`)).toBe(1);
+      expect(await admin.hget(`timeline:{${anyone}}:meta`, 'caller')).toBeNull();
       expect(await admin.exists(`timeline:{${anyone}}:caller`)).toBe(0);
     } finally {
       await Promise.all([secured.close(), open.close()]);

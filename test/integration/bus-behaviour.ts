@@ -546,6 +546,37 @@ export function describeBusBehaviour(name: string, makeBus: MakeBus, cleanup: Cl
       });
     });
 
+    describe('caller binding', () => {
+      it('keeps the caller a run was claimed with: its session is theirs alone, whatever bound it before', async () => {
+        const bus = await newBus();
+        const sessionId = randomUUID();
+        expect(await bus.runCaller(sessionId)).toBeNull();
+        expect(await bus.claimRun(sessionId, 'owner-a', LEASE_MS, undefined, { caller: 'alice' })).toBe(true);
+        expect(await bus.runCaller(sessionId)).toBe('alice');
+        expect(await bus.bindCaller(sessionId, 'bob')).toBe(false);
+        expect(await bus.bindCaller(sessionId, 'alice')).toBe(true);
+        await bus.signalDone(sessionId, { status: 'completed' });
+        expect(await bus.runCaller(sessionId)).toBe('alice');
+        expect(await bus.bindCaller(sessionId, 'bob')).toBe(false);
+      });
+
+      it('binds a session without a run to its first caller, and only on bindCaller', async () => {
+        const bus = await newBus();
+        const sessionId = randomUUID();
+        expect(await bus.bindCaller(sessionId, 'alice')).toBe(true);
+        expect(await bus.bindCaller(sessionId, 'bob')).toBe(false);
+        expect(await bus.bindCaller(sessionId, 'alice')).toBe(true);
+        // A binding before the run is not the run's caller until a claim says so.
+        expect(await bus.runCaller(sessionId)).toBeNull();
+      });
+
+      it('stores no caller for a run claimed without one', async () => {
+        const bus = await newBus();
+        const sessionId = await startSession(bus);
+        expect(await bus.runCaller(sessionId)).toBeNull();
+      });
+    });
+
     it('ping resolves while the bus is reachable', async () => {
       const bus = await newBus();
       await expect(bus.ping()).resolves.toBeUndefined();

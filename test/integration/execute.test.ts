@@ -97,6 +97,54 @@ describe('POST /execute validation', () => {
     expect(message).toMatch(field);
   });
 
+  it('knows no synthetic workflow unless ENABLE_SYNTHETIC=1: 400 invalid_request naming the workflow', async () => {
+    const plain = await startService({ enableSynthetic: false, keepAliveMs: null });
+    try {
+      const message = expectJsonError(await postExecuteRaw(plain.url, JSON.stringify(valid)), 400, 'invalid_request');
+      expect(message).toMatch(/workflow: unknown workflow "synthetic" \(registered: agents\)/);
+    } finally {
+      await plain.close();
+    }
+  });
+
+  describe('nesting and size of context', () => {
+    /** `levels` arrays, one inside the other, written as text: no recursion builds it. */
+    const nestedText = (levels: number) => '['.repeat(levels) + ']'.repeat(levels);
+    /** `levels` arrays, one inside the other, as a value. */
+    const nested = (levels: number) => JSON.parse(nestedText(levels)) as unknown;
+
+    it('answers 400 invalid_request, not 500, for a context nested 120,000 levels deep, and keeps serving', async () => {
+      const body = `{"project_id":"p","query":"q","context":[{"type":"file","id":"f1","x":${nestedText(120_000)}}]}`;
+      expect(Buffer.byteLength(body)).toBeLessThan(256 * 1024);
+      for (const headers of [{}, { Prefer: 'respond-async' }] as Array<Record<string, string>>) {
+        const message = expectJsonError(await postExecuteRaw(svc.url, body, headers), 400, 'invalid_request');
+        expect(message).toBe('context: nested deeper than 32 levels');
+      }
+      const deepParams = `{"project_id":"p","query":"q","workflow":"synthetic","params":{"events":${nestedText(120_000)}}}`;
+      expect(expectJsonError(await postExecuteRaw(svc.url, deepParams), 400, 'invalid_request')).toMatch(/^params: nested deeper/);
+      expect((await execute(svc.url, valid)).status).toBe(200);
+    });
+
+    it('runs the agents workflow with a context at the depth limit, and refuses one level more', async () => {
+      // The array is level 1, an item level 2: 30 more make 32.
+      const atLimit = [{ type: 'file', id: 'f1', x: nested(30) }];
+      const agents = { project_id: 'p', query: 'Compare two queues' };
+      const response = await execute(svc.url, { ...agents, context: atLimit });
+      expect({ status: response.status, outcome: response.body.status }).toEqual({ status: 200, outcome: 'completed' });
+      const over = [{ type: 'file', id: 'f1', x: nested(31) }];
+      expectJsonError(await postExecuteRaw(svc.url, JSON.stringify({ ...agents, context: over })), 400, 'invalid_request');
+    });
+
+    it('answers 400 invalid_request for a context over 64 KiB of JSON, and accepts one just under', async () => {
+      const item = (text: string) => ({ type: 'file', id: 'f1', text });
+      const overhead = JSON.stringify([item('')]).length;
+      const under = await execute(svc.url, { ...valid, context: [item('x'.repeat(64 * 1024 - overhead))] });
+      expect(under.status).toBe(200);
+      const over = JSON.stringify({ ...valid, context: [item('x'.repeat(64 * 1024 - overhead + 1))] });
+      expect(expectJsonError(await postExecuteRaw(svc.url, over), 400, 'invalid_request')).toBe('context: larger than 65536 bytes of JSON');
+    });
+  });
+
   it('answers 400 (not 500) for a compressed body that does not inflate', async () => {
     for (const encoding of ['gzip', 'deflate', 'br']) {
       const response = await postExecuteRaw(svc.url, JSON.stringify(valid), { 'Content-Encoding': encoding });
@@ -172,7 +220,7 @@ describe('POST /execute validation', () => {
 describe('POST /execute runs', () => {
   let svc: RunningService;
   beforeAll(async () => {
-    const registry = createDefaultRegistry({ maxEventsPerSession: 10000 })
+    const registry = createDefaultRegistry({ enableSynthetic: true, maxEventsPerSession: 10000 })
       .register(overloadedWorkflow)
       .register(buggyWorkflow);
     svc = await startService({ keepAliveMs: null }, { registry });

@@ -1,6 +1,5 @@
-import net from 'node:net';
 import type Redis from 'ioredis';
-import { cancelSession, executeAsync, expectJsonError, getHistory, request, type ApiResponse } from '../helpers/api';
+import { cancelSession, executeAsync, expectJsonError, getHistory, postExecuteRaw, request, sendRaw, type ApiResponse } from '../helpers/api';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server';
 import { execute, newSessionId, startRedisService, startService, synthetic, type RunningService } from '../helpers/service';
 import { isNamed, openReady, openSse } from '../helpers/sse-reader';
@@ -31,7 +30,7 @@ describe('MAX_RUNS', () => {
       expectJsonError(await getHistory(svc.url, refusedId), 404, 'session_not_found');
       // Validation comes first: a bad request is told so even when the instance is full.
       expectJsonError(
-        await request(`${svc.url}/execute`, { method: 'POST', body: JSON.stringify({ project_id: 'p' }) }),
+        await postExecuteRaw(svc.url, JSON.stringify({ project_id: 'p' })),
         400,
         'invalid_request',
       );
@@ -115,7 +114,7 @@ describe('CORS_ORIGINS', () => {
     });
 
     it('answers them on a 401, and on a 503 with Retry-After exposed (streams and runs)', async () => {
-      const unauthorized = await request(`${svc.url}/execute`, { method: 'POST', headers: { Origin: ORIGIN }, body: '{}' });
+      const unauthorized = await postExecuteRaw(svc.url, '{}', { Origin: ORIGIN });
       expectJsonError(unauthorized, 401, 'unauthorized');
       expect(unauthorized.headers.get('access-control-allow-origin')).toBe(ORIGIN);
 
@@ -128,7 +127,7 @@ describe('CORS_ORIGINS', () => {
       expect((await startAsync(svc.url, running, auth)).status).toBe(202);
       const tooManyRuns = await startAsync(svc.url, newSessionId(), { Origin: ORIGIN, ...auth });
       expectJsonError(tooManyRuns, 503, 'too_many_runs');
-      expect((await request(`${svc.url}/timeline/${running}/cancel`, { method: 'POST', headers: auth })).status).toBe(202);
+      expect((await cancelSession(svc.url, running, auth)).status).toBe(202);
 
       for (const response of [tooManyStreams, tooManyRuns]) {
         expect(response.headers.get('access-control-allow-origin')).toBe(ORIGIN);
@@ -201,14 +200,10 @@ describe('untrusted input never reaches headers, SSE fields or Redis keys', () =
   });
 
   it('never opens a stream for a header line with a bare LF (Node refuses the request)', async () => {
-    const socket = net.connect(Number(new URL(svc.url).port), '127.0.0.1');
-    const answer = new Promise<string>((resolve) => {
-      let text = '';
-      socket.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
-      socket.once('close', () => resolve(text));
-    });
-    socket.write(`GET /timeline/stream/${newSessionId()} HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 1-0\nevent: injected\r\nConnection: close\r\n\r\n`);
-    const text = await within(answer, 10000, 'the server to answer the malformed request');
+    const text = await sendRaw(
+      svc.url,
+      `GET /timeline/stream/${newSessionId()} HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 1-0\nevent: injected\r\nConnection: close\r\n\r\n`,
+    );
     expect(text).toMatch(/^HTTP\/1\.1 400 /);
     expect(text).not.toContain('text/event-stream');
     expect(text).not.toContain('injected');
@@ -264,16 +259,12 @@ describe('untrusted input never reaches headers, SSE fields or Redis keys', () =
         answers.push(
           await request(`${onRedis.url}/timeline/stream/${id}`, { headers: auth }),
           await request(`${onRedis.url}/timeline/${id}`, { headers: auth }),
-          await request(`${onRedis.url}/timeline/${id}/cancel`, { method: 'POST', headers: auth }),
+          await cancelSession(onRedis.url, id, auth),
         );
       }
       for (const answer of answers) expectJsonError(answer, 400, 'invalid_session_id');
       for (const id of pathIds.map(decodeURIComponent)) {
-        const answer = await request(`${onRedis.url}/execute`, {
-          method: 'POST',
-          headers: auth,
-          body: JSON.stringify({ ...synthetic(undefined, { events: 1 }), session_id: id }),
-        });
+        const answer = await postExecuteRaw(onRedis.url, JSON.stringify({ ...synthetic(undefined, { events: 1 }), session_id: id }), auth);
         expectJsonError(answer, 400, 'invalid_request');
       }
 

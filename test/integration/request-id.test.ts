@@ -26,7 +26,7 @@ let authedLogs: CapturedLog;
 
 beforeAll(async () => {
   logs = capturedLog();
-  const registry = createDefaultRegistry({ maxEventsPerSession: 100 });
+  const registry = createDefaultRegistry({ enableSynthetic: true, maxEventsPerSession: 100 });
   registry.register(loggingWorkflow);
   svc = await startService({ keepAliveMs: null, corsOrigins: ['https://app.example'] }, { log: logs.log, registry });
   authedLogs = capturedLog();

@@ -92,6 +92,21 @@ describe('docker-compose.yml', () => {
     expect(nginxMs(app.stop_grace_period ?? '10s')).toBeGreaterThan(DEFAULT_CONFIG.shutdownGraceMs);
     // Only nginx is published: every request goes through it.
     expect(app.ports).toBeUndefined();
+    // The instances believe nginx's X-Forwarded-For (the compose network's private addresses).
+    expect(app.environment?.TRUST_PROXY).toBe('uniquelocal');
+    // Auth comes from the operator's environment, empty (off) unless given.
+    expect(app.environment).toMatchObject({ API_KEY: '${API_KEY:-}', JWT_SECRET: '${JWT_SECRET:-}' });
+    // Metrics on their own port, inside the compose network only.
+    expect(app.environment?.METRICS_PORT).toMatch(/^\d+$/);
+    expect(app.expose).toEqual([app.environment?.PORT, app.environment?.METRICS_PORT]);
+  });
+
+  it('bounds Redis memory and never lets it evict keys (what the instances check at start)', () => {
+    const command = services.redis.command ?? [];
+    const value = (flag: string) => command[command.indexOf(flag) + 1];
+    expect(command).toContain('--maxmemory');
+    expect(value('--maxmemory')).toMatch(/^[1-9]\d*(mb|gb)$/);
+    expect(value('--maxmemory-policy')).toBe('noeviction');
   });
 
   it('has a Redis that answers its healthcheck on the port the apps use', () => {
@@ -103,7 +118,8 @@ describe('docker-compose.yml', () => {
   it('mounts deploy/nginx.conf read-only as nginx.conf and publishes its listen port', () => {
     const nginx = services.nginx;
     expect(nginx.volumes).toContain('./deploy/nginx.conf:/etc/nginx/nginx.conf:ro');
-    expect(nginx.ports).toEqual([`${listenPort}:${listenPort}`]);
+    // On localhost only: as shipped, the service has no auth (API_KEY / JWT_SECRET unset).
+    expect(nginx.ports).toEqual([`127.0.0.1:${listenPort}:${listenPort}`]);
     expect(nginx.depends_on).toEqual(Object.fromEntries(appNames.map((name) => [name, { condition: 'service_healthy' }])));
   });
 });
@@ -122,9 +138,9 @@ describe('docker-compose.yml, profile observability', () => {
     expect(services.jaeger.image).toMatch(/^jaegertracing\/jaeger:2\./);
   });
 
-  it('has Prometheus scrape every app service on its PORT, with the alert rules mounted where its config loads them', () => {
+  it('has Prometheus scrape every app service on its METRICS_PORT, with the alert rules mounted where its config loads them', () => {
     const targets = prometheusConfig.scrape_configs.flatMap((job) => job.static_configs.flatMap((c) => c.targets)).sort();
-    expect(targets).toEqual(appNames.map((name) => `${name}:${services[name].environment?.PORT}`).sort());
+    expect(targets).toEqual(appNames.map((name) => `${name}:${services[name].environment?.METRICS_PORT}`).sort());
     expect(services.prometheus.volumes).toEqual(
       expect.arrayContaining(['./deploy/prometheus.yml:/etc/prometheus/prometheus.yml:ro', `./deploy/alerts.yml:${prometheusConfig.rule_files[0]}:ro`]),
     );
@@ -207,6 +223,12 @@ describe('Dockerfile', () => {
     .filter((line) => line.startsWith('COPY ') && !line.startsWith('COPY --from'))
     .flatMap((line) => line.split(/\s+/).slice(1, -1));
   const last = (keyword: string) => runtime.filter((line) => line.startsWith(`${keyword} `)).at(-1) ?? '';
+
+  it('builds and runs on Node 24 LTS, while package.json keeps Node 20 as the minimum', () => {
+    expect(dockerfile).toMatch(/^ARG NODE_IMAGE=node:24-[\w.-]+$/m);
+    for (const stage of stages) expect(stage[0]).toMatch(/^FROM \$\{NODE_IMAGE\}/);
+    expect((JSON.parse(read('package.json')) as { engines: { node: string } }).engines.node).toBe('>=20');
+  });
 
   it('builds in one stage and runs from another with production dependencies only', () => {
     expect(stages.length).toBeGreaterThanOrEqual(2);

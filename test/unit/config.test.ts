@@ -21,6 +21,8 @@ const NUMERIC: Array<[variable: string, key: keyof Config]> = [
   ['MAX_EVENTS_PER_SESSION', 'maxEventsPerSession'],
   ['MAX_STREAMS', 'maxStreams'],
   ['MAX_RUNS', 'maxRuns'],
+  ['MAX_RUN_DURATION_MS', 'maxRunDurationMs'],
+  ['MAX_RUNS_PER_CALLER', 'maxRunsPerCaller'],
   ['RETRY_MS', 'retryMs'],
   ['RUN_LEASE_MS', 'runLeaseMs'],
   ['BUS_OUTAGE_MS', 'busOutageMs'],
@@ -33,6 +35,7 @@ describe('loadConfig', () => {
   it('gives the contract defaults for an empty environment', () => {
     expect(loadConfig({})).toEqual({
       port: 3000,
+      metricsPort: null,
       redisUrl: null,
       anthropicApiKey: null,
       anthropicModel: DEFAULT_CONFIG.anthropicModel,
@@ -45,6 +48,11 @@ describe('loadConfig', () => {
       maxEventsPerSession: 10000,
       maxStreams: 10000,
       maxRuns: 1000,
+      maxRunDurationMs: 900000,
+      maxRunsPerCaller: 10,
+      trustProxy: null,
+      maxEventBytes: 128 * 1024,
+      maxPublishBacklogBytes: 64 * 1024 * 1024,
       retryMs: 2000,
       runLeaseMs: 10000,
       busOutageMs: 30000,
@@ -53,6 +61,7 @@ describe('loadConfig', () => {
       apiKey: null,
       jwtSecret: null,
       logLevel: 'info',
+      enableSynthetic: false,
     });
   });
 
@@ -89,6 +98,52 @@ describe('loadConfig', () => {
   it('rejects a PORT above 65535', () => {
     expect(loadConfig({ PORT: '65535' }).port).toBe(65535);
     expect(configError({ PORT: '65536' }).message).toContain('PORT');
+  });
+
+  describe('METRICS_PORT', () => {
+    it('is unset by default (metrics on PORT), and a TCP port other than PORT when set', () => {
+      expect(loadConfig({ METRICS_PORT: '9464' }).metricsPort).toBe(9464);
+      expect(loadConfig({ PORT: '8080', METRICS_PORT: '3000' }).metricsPort).toBe(3000);
+    });
+
+    it.each([['0'], ['65536'], ['abc'], ['-1']])('rejects %j, naming METRICS_PORT', (bad) => {
+      expect(configError({ METRICS_PORT: bad }).variable).toBe('METRICS_PORT');
+    });
+
+    it('rejects the same port as PORT', () => {
+      expect(configError({ METRICS_PORT: '3000' }).message).toBe('METRICS_PORT: must differ from PORT (3000)');
+      expect(configError({ PORT: '8080', METRICS_PORT: '8080' }).variable).toBe('METRICS_PORT');
+    });
+  });
+
+  describe('MAX_EVENT_BYTES and MAX_PUBLISH_BACKLOG_BYTES', () => {
+    it('take bytes or size strings', () => {
+      expect(loadConfig({ MAX_EVENT_BYTES: '64kb', MAX_PUBLISH_BACKLOG_BYTES: '1mb' })).toMatchObject({
+        maxEventBytes: 64 * 1024,
+        maxPublishBacklogBytes: 1024 * 1024,
+      });
+    });
+
+    it('rejects a backlog smaller than one event, naming MAX_PUBLISH_BACKLOG_BYTES', () => {
+      const error = configError({ MAX_EVENT_BYTES: '64kb', MAX_PUBLISH_BACKLOG_BYTES: '32kb' });
+      expect(error.variable).toBe('MAX_PUBLISH_BACKLOG_BYTES');
+    });
+
+    it.each(['MAX_EVENT_BYTES', 'MAX_PUBLISH_BACKLOG_BYTES'])('rejects zero and nonsense in %s', (variable) => {
+      for (const bad of ['0', 'lots', '-1kb']) expect(configError({ [variable]: bad }).variable).toBe(variable);
+    });
+  });
+
+  describe('TRUST_PROXY', () => {
+    it('reads a hop count, or names, addresses and CIDR ranges', () => {
+      expect(loadConfig({ TRUST_PROXY: '1' }).trustProxy).toBe(1);
+      expect(loadConfig({ TRUST_PROXY: 'loopback, uniquelocal' }).trustProxy).toEqual(['loopback', 'uniquelocal']);
+      expect(loadConfig({ TRUST_PROXY: '10.0.0.0/8,192.168.1.7,fd00::/8' }).trustProxy).toEqual(['10.0.0.0/8', '192.168.1.7', 'fd00::/8']);
+    });
+
+    it.each(['0', 'everyone', '10.0.0.0/33', '10.0.0/8', 'true', '::1/129'])('rejects %j, naming TRUST_PROXY', (bad) => {
+      expect(configError({ TRUST_PROXY: bad }).variable).toBe('TRUST_PROXY');
+    });
   });
 
   describe('BODY_LIMIT', () => {
@@ -140,6 +195,17 @@ describe('loadConfig', () => {
         expect(error.variable).toBe('CORS_ORIGINS');
         expect(error.message).toContain('CORS_ORIGINS');
       }
+    });
+  });
+
+  describe('ENABLE_SYNTHETIC', () => {
+    it('reads 1/true as on and 0/false as off', () => {
+      for (const on of ['1', 'true', 'TRUE']) expect(loadConfig({ ENABLE_SYNTHETIC: on }).enableSynthetic).toBe(true);
+      for (const off of ['0', 'false']) expect(loadConfig({ ENABLE_SYNTHETIC: off }).enableSynthetic).toBe(false);
+    });
+
+    it.each(['yes', '2', 'on'])('rejects %j, naming ENABLE_SYNTHETIC', (bad) => {
+      expect(configError({ ENABLE_SYNTHETIC: bad }).variable).toBe('ENABLE_SYNTHETIC');
     });
   });
 

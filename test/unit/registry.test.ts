@@ -27,11 +27,24 @@ describe('WorkflowRegistry', () => {
 });
 
 describe('createDefaultRegistry', () => {
-  const registry = createDefaultRegistry({ maxEventsPerSession: 250 });
+  const registry = createDefaultRegistry({ enableSynthetic: true, maxEventsPerSession: 250 });
 
   it('registers agents and synthetic', () => {
     expect(registry.names().sort()).toEqual(['agents', 'synthetic']);
     expect(registry.get('agents')?.name).toBe('agents');
+  });
+
+  it('registers agents only unless synthetic is enabled (ENABLE_SYNTHETIC=1)', () => {
+    expect(createDefaultRegistry({ enableSynthetic: false, maxEventsPerSession: 250 }).names()).toEqual(['agents']);
+  });
+
+  it('bounds synthetic payload_bytes so an event fits in maxEventBytes (65536 at most)', () => {
+    const small = createDefaultRegistry({ enableSynthetic: true, maxEventsPerSession: 250, maxEventBytes: 4096 }).get('synthetic')!;
+    expect(small.params.safeParse({ payload_bytes: 3072 }).success).toBe(true);
+    expect(small.params.safeParse({ payload_bytes: 3073 }).success).toBe(false);
+    const large = createDefaultRegistry({ enableSynthetic: true, maxEventsPerSession: 250, maxEventBytes: 1024 * 1024 }).get('synthetic')!;
+    expect(large.params.safeParse({ payload_bytes: 65536 }).success).toBe(true);
+    expect(large.params.safeParse({ payload_bytes: 65537 }).success).toBe(false);
   });
 
   it('bounds synthetic events by maxEventsPerSession', () => {
