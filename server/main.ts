@@ -1,10 +1,10 @@
-import { ConfigError, loadConfig } from './config';
-import { createService } from './service';
+import { ConfigError, createService, loadConfig, type Config } from './index';
 
+/** `npm start`: the library's `createService`, configured from the environment, listening until a signal. */
 async function main(): Promise<void> {
-  let config;
+  let config: Config;
   try {
-    config = loadConfig();
+    config = loadConfig(process.env);
   } catch (error) {
     if (error instanceof ConfigError) {
       process.stderr.write(`Invalid configuration: ${error.message}\n`);
@@ -12,7 +12,7 @@ async function main(): Promise<void> {
     }
     throw error;
   }
-  const service = createService(config);
+  const service = createService({ config });
   const port = await service.listen();
   service.log.info({ port, bus: config.redisUrl ? 'redis' : 'memory', model: config.anthropicApiKey ? 'anthropic' : 'scripted' }, 'timeline service listening');
 

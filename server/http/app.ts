@@ -43,7 +43,7 @@ function corsMiddleware(origins: string[]): RequestHandler {
 function methodNotAllowed(allowed: string): RequestHandler {
   return (req, res, next) => {
     res.setHeader('Allow', allowed);
-    next(new HttpError(405, 'method_not_allowed', `${req.method} is not allowed here (allowed: ${allowed})`));
+    next(new HttpError('method_not_allowed', `${req.method} is not allowed here (allowed: ${allowed})`));
   };
 }
 
@@ -54,7 +54,7 @@ function refuseWhileDraining(isDraining: () => boolean): RequestHandler {
       return;
     }
     res.setHeader('Connection', 'close');
-    next(new HttpError(503, 'shutting_down', 'This instance is shutting down; retry on another instance', {
+    next(new HttpError('shutting_down', 'This instance is shutting down; retry on another instance', {
       headers: { 'Retry-After': '1' },
     }));
   };

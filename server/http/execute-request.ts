@@ -1,18 +1,8 @@
-import { z } from 'zod';
+import type { z } from 'zod';
+import { executeRequestSchema } from '../contract/wire-schemas';
 import type { WorkflowRegistry } from '../workflows/registry';
 import type { Workflow, WorkflowInput } from '../workflows/workflow';
 import { HttpError } from './errors';
-import { isUuid } from './params';
-
-/** Unknown fields are rejected: a misspelt `sessionId` would otherwise start a run nobody streams. */
-const executeBody = z.strictObject({
-  project_id: z.string().min(1).max(128),
-  query: z.string().min(1).max(32768),
-  context: z.array(z.looseObject({ type: z.string().min(1), id: z.string().min(1) })).max(1000).optional(),
-  session_id: z.string().refine(isUuid, 'must be a UUID').optional(),
-  workflow: z.string().min(1).max(128).optional(),
-  params: z.record(z.string(), z.unknown()).optional(),
-});
 
 export interface ExecuteCommand {
   sessionId: string | null;
@@ -33,25 +23,24 @@ function describe(issue: z.core.$ZodIssue, prefix = ''): string {
 /** Validates a `POST /execute` body into a runnable command; `400 invalid_request` names the field. */
 export function parseExecuteRequest(body: unknown, registry: WorkflowRegistry): ExecuteCommand {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-    throw new HttpError(400, 'invalid_request', 'Request body must be a JSON object');
+    throw new HttpError('invalid_request', 'Request body must be a JSON object');
   }
-  const parsed = executeBody.safeParse(body);
+  const parsed = executeRequestSchema.safeParse(body);
   if (!parsed.success) {
-    throw new HttpError(400, 'invalid_request', describe(parsed.error.issues[0]));
+    throw new HttpError('invalid_request', describe(parsed.error.issues[0]));
   }
   const request = parsed.data;
   const name = request.workflow ?? 'agents';
   const workflow = registry.get(name);
   if (!workflow) {
     throw new HttpError(
-      400,
       'invalid_request',
       `workflow: unknown workflow "${name}" (registered: ${registry.names().join(', ')})`,
     );
   }
   const params = workflow.params.safeParse(request.params ?? {});
   if (!params.success) {
-    throw new HttpError(400, 'invalid_request', describe(params.error.issues[0], 'params.'));
+    throw new HttpError('invalid_request', describe(params.error.issues[0], 'params.'));
   }
   return {
     sessionId: request.session_id?.toLowerCase() ?? null,

@@ -34,10 +34,10 @@ export function executeRoute({ runs, registry, bus, retryAfterS }: ExecuteRouteD
       run = await runs.start(sessionId, command.workflow, command.input);
     } catch (error) {
       if (error instanceof TooManyRunsError) {
-        throw new HttpError(503, 'too_many_runs', error.message, { headers: { 'Retry-After': String(retryAfterS) } });
+        throw new HttpError('too_many_runs', error.message, { headers: { 'Retry-After': String(retryAfterS) } });
       }
       if (error instanceof SessionConflictError) {
-        throw new HttpError(409, 'session_conflict', `Session ${sessionId} is already running or finished`, {
+        throw new HttpError('session_conflict', `Session ${sessionId} is already running or finished`, {
           sessionId,
         });
       }
@@ -54,9 +54,9 @@ export function executeRoute({ runs, registry, bus, retryAfterS }: ExecuteRouteD
     const summary = await run.finished;
     if (res.writableEnded || res.destroyed) return;
     if (summary.status === 'failed') {
-      const failure = summary.failure ?? { status: 500, code: 'internal_error' };
+      const code = summary.failure?.code ?? 'internal_error';
       const message = summary.error?.message ?? 'The workflow failed';
-      sendError(res, new HttpError(failure.status, failure.code, message, { sessionId }));
+      sendError(res, new HttpError(code, message, { sessionId }));
       return;
     }
     const body: ExecuteResult = {

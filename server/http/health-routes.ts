@@ -17,7 +17,7 @@ export function readyzRoute(bus: TimelineBus, timeoutMs = 2000): RequestHandler 
     try {
       await Promise.race([bus.ping(), timeout]);
     } catch {
-      throw new HttpError(503, 'not_ready', 'The timeline bus is not reachable');
+      throw new HttpError('not_ready', 'The timeline bus is not reachable');
     } finally {
       clearTimeout(timer);
     }

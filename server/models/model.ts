@@ -1,3 +1,5 @@
+import type { ModelErrorCode } from '../contract/error-codes';
+
 /** A chat model that streams text: the scripted offline model or the Anthropic provider. */
 
 export interface ModelMessage {
@@ -41,7 +43,7 @@ export interface Model {
  */
 export class ModelError extends Error {
   constructor(
-    readonly code: string,
+    readonly code: ModelErrorCode,
     message: string,
     options?: { cause?: unknown },
   ) {

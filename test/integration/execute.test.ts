@@ -1,7 +1,6 @@
 import { z } from 'zod';
 import type { SessionHistory } from '../../client-sdk/src/types';
 import { ModelError } from '../../server/models/model';
-import { createDefaultRegistry } from '../../server/workflows/registry';
 import type { Workflow } from '../../server/workflows/workflow';
 import { cancelSession, expectJsonError, getHistory, metricSample, postExecuteRaw, request } from '../helpers/api';
 import { execute, newSessionId, startService, synthetic, type RunningService } from '../helpers/service';
@@ -26,7 +25,7 @@ const failingWorkflow = (name: string, error: Error): Workflow => ({
 /** Fails the way an overloaded provider does. */
 const overloadedWorkflow = failingWorkflow(
   'overloaded',
-  new ModelError('provider_overloaded', 'The model provider is overloaded'),
+  new ModelError('model_overloaded', 'The model provider is overloaded'),
 );
 /** Fails with a bug whose message must never reach a client. */
 const buggyWorkflow = failingWorkflow('buggy', new Error(SECRET));
@@ -172,10 +171,7 @@ describe('POST /execute validation', () => {
 describe('POST /execute runs', () => {
   let svc: RunningService;
   beforeAll(async () => {
-    const registry = createDefaultRegistry({ maxEventsPerSession: 10000 })
-      .register(overloadedWorkflow)
-      .register(buggyWorkflow);
-    svc = await startService({ keepAliveMs: null }, { registry });
+    svc = await startService({ keepAliveMs: null }, { workflows: [overloadedWorkflow, buggyWorkflow] });
   });
   afterAll(() => svc.close());
 
@@ -285,7 +281,7 @@ describe('POST /execute runs', () => {
     expect(history.done).toEqual({
       id: expect.any(String),
       status: 'failed',
-      error: { code: 'provider_overloaded', message: 'The model provider is overloaded' },
+      error: { code: 'model_overloaded', message: 'The model provider is overloaded' },
     });
     expect(history.events.map((e) => e.type)).toEqual(['WORKFLOW_START', 'AGENT_START', 'WORKFLOW_ERROR']);
     expect(history.events.at(-1)?.status).toBe('ERROR');
