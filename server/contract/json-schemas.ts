@@ -32,6 +32,7 @@ export function componentSchemas(dialect: SchemaDialect): Record<string, JsonSch
 
 /** One schema, inlined (nothing it uses is referred to by name). */
 export function inlineSchema(schema: z.ZodType, dialect: SchemaDialect): JsonSchema {
-  const { $schema: _dialect, ...json } = z.toJSONSchema(schema, { target: dialect, override: tidy }) as JsonSchema;
+  const json = z.toJSONSchema(schema, { target: dialect, override: tidy }) as JsonSchema;
+  delete json.$schema;
   return json;
 }
