@@ -20,15 +20,20 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
   return { ...DEFAULT_CONFIG, logLevel: 'silent', shutdownGraceMs: 2000, ...overrides };
 }
 
-/** Starts one service on a free port (real HTTP server, real sockets). */
-export async function startService(overrides: Partial<Config> = {}, parts: ServiceParts = {}): Promise<RunningService> {
-  const service = createService({
+/** One service on the test defaults, not listening: for `request(service.app)` (supertest). */
+export function createTestService(overrides: Partial<Config> = {}, parts: ServiceParts = {}): Service {
+  return createService({
     config: testConfig(overrides),
     log: pino({ level: 'silent' }),
     metrics: new Metrics({ processMetrics: false }),
     model: new ScriptedModel({ tokenDelayMs: 1 }),
     ...parts,
   });
+}
+
+/** Starts one service on a free port (real HTTP server, real sockets). */
+export async function startService(overrides: Partial<Config> = {}, parts: ServiceParts = {}): Promise<RunningService> {
+  const service = createTestService(overrides, parts);
   const port = await service.listen(0);
   return { service, url: `http://127.0.0.1:${port}`, close: () => service.close() };
 }
