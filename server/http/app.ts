@@ -60,7 +60,7 @@ function refuseWhileDraining(isDraining: () => boolean): RequestHandler {
   };
 }
 
-/** The HTTP API of DESIGN.md; every dependency comes in, so tests can build several. */
+/** The HTTP API of docs/protocol.md; every dependency comes in, so tests can build several. */
 export function createApp(deps: AppDeps): Express {
   const { config, bus, runs, registry, streams, metrics, log, isDraining } = deps;
   const app = express();

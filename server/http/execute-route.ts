@@ -45,7 +45,8 @@ export function executeRoute({ runs, registry, bus, retryAfterS }: ExecuteRouteD
     }
 
     if (wantsAsync(req.get('prefer'))) {
-      const accepted: ExecuteAccepted = { session_id: sessionId, stream_url: `/timeline/stream/${sessionId}` };
+      // Relative to where the app is mounted (`req.baseUrl` is empty at the root).
+      const accepted: ExecuteAccepted = { session_id: sessionId, stream_url: `${req.baseUrl}/timeline/stream/${sessionId}` };
       res.status(202).setHeader('Preference-Applied', 'respond-async').json(accepted);
       return;
     }
