@@ -12,7 +12,7 @@ export interface ExecuteCommand {
 
 function describe(issue: z.core.$ZodIssue, prefix = ''): string {
   const path = issue.path.map(String).join('.');
-  const field = prefix + path;
+  const field = path === '' ? prefix.replace(/\.$/, '') : prefix + path;
   if (issue.code === 'unrecognized_keys') {
     const keys = issue.keys.map((key) => (field ? `${field}.${key}` : key));
     return `unknown field${keys.length > 1 ? 's' : ''} ${keys.join(', ')}`;
