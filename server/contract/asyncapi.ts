@@ -1,5 +1,5 @@
 import { ERROR_CODES } from './error-codes';
-import { componentSchemas, inlineSchema, schemaRef, type JsonSchema } from './json-schemas';
+import { componentSchemas, inlineSchema, schemaRef, type JsonSchema, type SchemaName } from './json-schemas';
 import { eventIdSchema } from './wire-schemas';
 
 /**
@@ -8,6 +8,19 @@ import { eventIdSchema } from './wire-schemas';
  * differs from this. The SSE fields of each frame (`event:`, `id:`, a comment) are described
  * as the message's headers.
  */
+
+/** The payloads of the stream and what they are made of; the HTTP bodies are docs/openapi.yaml's. */
+const STREAM_SCHEMAS: SchemaName[] = [
+  'TimelineEventType',
+  'TimelineEventStatus',
+  'SessionStatus',
+  'RunOutcome',
+  'TimelineEvent',
+  'ReadyPayload',
+  'DonePayload',
+  'GapPayload',
+  'ExpiredPayload',
+];
 
 const eventId = (): JsonSchema => inlineSchema(eventIdSchema, 'draft-07');
 
@@ -126,7 +139,7 @@ export function asyncApiDocument(version: string): Record<string, unknown> {
     },
     components: {
       messages: MESSAGES,
-      schemas: componentSchemas('draft-07'),
+      schemas: componentSchemas('draft-07', STREAM_SCHEMAS),
     },
   };
 }

@@ -7,7 +7,7 @@ export type JsonSchema = Record<string, unknown>;
 export type SchemaDialect = 'draft-2020-12' | 'draft-07';
 
 /** Where named schemas live in both documents. */
-export const schemaRef = (name: keyof typeof NAMED_SCHEMAS): JsonSchema => ({ $ref: `#/components/schemas/${name}` });
+export const schemaRef = (name: SchemaName): JsonSchema => ({ $ref: `#/components/schemas/${name}` });
 
 /** Keeps generated schemas readable: no zod-internal bounds or the long pattern zod pairs with `format`. */
 function tidy({ jsonSchema }: { jsonSchema: JsonSchema }): void {
@@ -16,10 +16,15 @@ function tidy({ jsonSchema }: { jsonSchema: JsonSchema }): void {
   if (jsonSchema.minimum === Number.MIN_SAFE_INTEGER) delete jsonSchema.minimum;
 }
 
-/** The named wire schemas as JSON Schemas, referring to each other by `#/components/schemas/<name>`. */
-export function componentSchemas(dialect: SchemaDialect): Record<string, JsonSchema> {
+export type SchemaName = keyof typeof NAMED_SCHEMAS;
+
+/**
+ * Named wire schemas (`names`, default all) as JSON Schemas, referring to each other by
+ * `#/components/schemas/<name>`.
+ */
+export function componentSchemas(dialect: SchemaDialect, names = Object.keys(NAMED_SCHEMAS) as SchemaName[]): Record<string, JsonSchema> {
   const registry = z.registry<{ id: string }>();
-  for (const [id, schema] of Object.entries(NAMED_SCHEMAS)) registry.add(schema, { id });
+  for (const id of names) registry.add(NAMED_SCHEMAS[id], { id });
   const { schemas } = z.toJSONSchema(registry, {
     target: dialect,
     uri: (id) => `#/components/schemas/${id}`,

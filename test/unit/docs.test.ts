@@ -111,7 +111,7 @@ describe('the error table', () => {
     }
   });
 
-  it('is the only place error codes are written in server code (everything else names them through its types)', () => {
+  it('is where every error code in server code comes from (no `code:` value the table lacks)', () => {
     const files = execFileSync('git', ['ls-files', 'server'], { cwd: ROOT, encoding: 'utf8' })
       .split('\n')
       .filter((file) => file.endsWith('.ts') && file !== 'server/contract/error-codes.ts');
