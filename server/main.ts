@@ -1,4 +1,4 @@
-import { ConfigError, createService, loadConfig, type Config } from './index';
+import { ConfigError, loadConfig, type Config } from './config';
 
 /** `npm start`: the library's `createService`, configured from the environment, listening until a signal. */
 async function main(): Promise<void> {
@@ -12,6 +12,9 @@ async function main(): Promise<void> {
     }
     throw error;
   }
+  // The service (express, ioredis, the model SDK, …) is loaded once the configuration is known
+  // to be good, so a bad value is reported at once, not after loading all of it.
+  const { createService } = await import('./index');
   const service = createService({ config });
   const port = await service.listen();
   service.log.info({ port, bus: config.redisUrl ? 'redis' : 'memory', model: config.anthropicApiKey ? 'anthropic' : 'scripted' }, 'timeline service listening');
