@@ -109,13 +109,56 @@ export const DEFAULT_CONFIG: Config = {
   enableSynthetic: false,
 };
 
-/** A bad environment value; the message names the variable. */
+/**
+ * What a setting is given as in code (`createService({ config })`); the environment always
+ * gives text. `null` means "off" for a `number` (where zero means off; elsewhere zero is
+ * refused) and "unset" for every other type.
+ */
+type SettingType = 'number' | 'optional-number' | 'string' | 'list' | 'flag' | 'proxy';
+
+/** Each setting's environment variable, and the type a `createService` caller gives it as. */
+export const CONFIG_SETTINGS = {
+  port: { variable: 'PORT', type: 'number' },
+  metricsPort: { variable: 'METRICS_PORT', type: 'optional-number' },
+  redisUrl: { variable: 'REDIS_URL', type: 'string' },
+  anthropicApiKey: { variable: 'ANTHROPIC_API_KEY', type: 'string' },
+  anthropicModel: { variable: 'ANTHROPIC_MODEL', type: 'string' },
+  anthropicBaseUrl: { variable: 'ANTHROPIC_BASE_URL', type: 'string' },
+  keepAliveMs: { variable: 'KEEPALIVE_MS', type: 'number' },
+  shutdownGraceMs: { variable: 'SHUTDOWN_GRACE_MS', type: 'number' },
+  maxBufferedBytes: { variable: 'MAX_BUFFERED_BYTES', type: 'number' },
+  streamIdleTimeoutMs: { variable: 'STREAM_IDLE_TIMEOUT_MS', type: 'number' },
+  eventTtlS: { variable: 'EVENT_TTL_S', type: 'number' },
+  maxEventsPerSession: { variable: 'MAX_EVENTS_PER_SESSION', type: 'number' },
+  maxStreams: { variable: 'MAX_STREAMS', type: 'number' },
+  maxRuns: { variable: 'MAX_RUNS', type: 'number' },
+  maxRunDurationMs: { variable: 'MAX_RUN_DURATION_MS', type: 'number' },
+  maxRunsPerCaller: { variable: 'MAX_RUNS_PER_CALLER', type: 'number' },
+  trustProxy: { variable: 'TRUST_PROXY', type: 'proxy' },
+  maxEventBytes: { variable: 'MAX_EVENT_BYTES', type: 'number' },
+  maxPublishBacklogBytes: { variable: 'MAX_PUBLISH_BACKLOG_BYTES', type: 'number' },
+  retryMs: { variable: 'RETRY_MS', type: 'number' },
+  runLeaseMs: { variable: 'RUN_LEASE_MS', type: 'number' },
+  busOutageMs: { variable: 'BUS_OUTAGE_MS', type: 'number' },
+  bodyLimitBytes: { variable: 'BODY_LIMIT', type: 'number' },
+  corsOrigins: { variable: 'CORS_ORIGINS', type: 'list' },
+  apiKey: { variable: 'API_KEY', type: 'string' },
+  jwtSecret: { variable: 'JWT_SECRET', type: 'string' },
+  logLevel: { variable: 'LOG_LEVEL', type: 'string' },
+  enableSynthetic: { variable: 'ENABLE_SYNTHETIC', type: 'flag' },
+} as const satisfies { [K in keyof Config]: { variable: string; type: SettingType } };
+
+/**
+ * A bad configuration value. The message names the environment variable, and the setting
+ * too when the value came from code (`createService({ config })`).
+ */
 export class ConfigError extends Error {
   constructor(
     readonly variable: string,
-    message: string,
+    readonly reason: string,
+    readonly setting?: keyof Config,
   ) {
-    super(`${variable}: ${message}`);
+    super(setting === undefined ? `${variable}: ${reason}` : `config.${setting} (${variable}): ${reason}`);
     this.name = 'ConfigError';
   }
 }
@@ -262,4 +305,55 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel: logLevel(env, 'LOG_LEVEL'),
     enableSynthetic: flag(env, 'ENABLE_SYNTHETIC', d.enableSynthetic),
   };
+}
+
+/** A setting given in code, as the environment would give it; `undefined`: unset. */
+function asVariable(setting: keyof Config, value: unknown): string | undefined {
+  const { variable, type } = CONFIG_SETTINGS[setting];
+  if (value === undefined) return undefined;
+  if (value === null) return type === 'number' ? '0' : undefined;
+  const strings = Array.isArray(value) && value.every((item) => typeof item === 'string');
+  if ((type === 'number' || type === 'optional-number') && typeof value === 'number') return String(value);
+  if (type === 'string' && typeof value === 'string') return value;
+  if (type === 'list' && strings) return value.join(',');
+  if (type === 'flag' && typeof value === 'boolean') return value ? '1' : '0';
+  if (type === 'proxy' && typeof value === 'number') return String(value);
+  if (type === 'proxy' && strings) return value.join(',');
+  const expected = {
+    number: 'a number',
+    'optional-number': 'a number',
+    string: 'a string',
+    list: 'an array of strings',
+    flag: 'a boolean',
+    proxy: 'a hop count or an array of strings',
+  }[type];
+  throw new ConfigError(variable, `expected ${expected} or null, got ${JSON.stringify(value) ?? typeof value}`, setting);
+}
+
+/**
+ * The defaults with `overrides` applied, each checked by the rules `loadConfig` applies to its
+ * environment variable (the same messages, naming the setting too). Reads no environment.
+ */
+export function resolveConfig(overrides: Partial<Config> = {}): Config {
+  const env: Env = {};
+  // In code, `metricsPort: 0` asks for a free port (tests); the environment takes real ports only.
+  const anyMetricsPort = overrides.metricsPort === 0;
+  for (const [setting, value] of Object.entries(overrides)) {
+    if (setting === 'metricsPort' && anyMetricsPort) continue;
+    if (!Object.hasOwn(CONFIG_SETTINGS, setting)) {
+      throw new ConfigError(`config.${setting}`, `unknown setting (known: ${Object.keys(CONFIG_SETTINGS).join(', ')})`);
+    }
+    const key = setting as keyof Config;
+    env[CONFIG_SETTINGS[key].variable] = asVariable(key, value);
+  }
+  try {
+    const config = loadConfig(env);
+    return anyMetricsPort ? { ...config, metricsPort: 0 } : config;
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    const setting = (Object.keys(CONFIG_SETTINGS) as Array<keyof Config>).find(
+      (key) => CONFIG_SETTINGS[key].variable === error.variable,
+    );
+    throw new ConfigError(error.variable, error.reason, setting);
+  }
 }

@@ -1,12 +1,12 @@
-import { ConfigError, loadConfig } from './config';
-import { createService } from './service';
+import { ConfigError, loadConfig, type Config } from './config';
 import { startupWarnings } from './startup-warnings';
 import { startTracing, tracingRequested, type TracingHandle } from './telemetry/tracing';
 
+/** `npm start`: the library's `createService`, configured from the environment, listening until a signal. */
 async function main(): Promise<void> {
-  let config;
+  let config: Config;
   try {
-    config = loadConfig();
+    config = loadConfig(process.env);
     // The OTEL_* variables are the SDK's to read; a typo in the ones that switch tracing on stops the start here.
     tracingRequested();
   } catch (error) {
@@ -17,9 +17,12 @@ async function main(): Promise<void> {
     throw error;
   }
   const tracing: TracingHandle | null = await startTracing();
-  const service = createService(config);
+  // The service (express, ioredis, the model SDK, …) is loaded once the configuration is known
+  // to be good, so a bad value is reported at once, not after loading all of it.
+  const { createService } = await import('./index');
+  const service = createService({ config });
   for (const warning of startupWarnings(config, { production: process.env.NODE_ENV === 'production' })) {
-    service.log[warning.level]({ warning: warning.code }, warning.message);
+    service.log[warning.level]({ warning: warning.warning }, warning.message);
   }
   const port = await service.listen();
   service.log.info(

@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
 import type { Logger } from 'pino';
-import type { Config } from './config';
+import { resolveConfig, type Config } from './config';
 import { createApp } from './http/app';
 import { answerClientError } from './http/client-error';
 import { createMetricsServer } from './http/metrics-server';
@@ -18,14 +18,29 @@ import { MemoryBus } from './timeline/memory-bus';
 import { MeteredBus } from './timeline/metered-bus';
 import { RedisBus } from './timeline/redis-bus';
 import { checkRedisMemory } from './timeline/redis-memory-check';
-import { createDefaultRegistry, type WorkflowRegistry } from './workflows/registry';
+import { createDefaultRegistry } from './workflows/registry';
+import type { Workflow } from './workflows/workflow';
 
-/** Parts a caller (tests, benchmarks) may supply instead of the ones the config implies. */
-export interface ServiceParts {
-  bus?: TimelineBus;
-  model?: Model;
-  registry?: WorkflowRegistry;
+/** What `createService` takes; every field is optional. */
+export interface ServiceOptions {
+  /**
+   * Settings that differ from the defaults (`DEFAULT_CONFIG`), each checked by the rules its
+   * environment variable has; a bad value throws a `ConfigError` that names it. The service
+   * reads no environment variable itself: pass `loadConfig(process.env)` for that.
+   */
+  config?: Partial<Config>;
+  /**
+   * Workflows besides the built-in `agents` and `synthetic` (see `defineWorkflow`), which
+   * `POST /execute` selects by `workflow`. A name that is taken throws.
+   */
+  workflows?: readonly Workflow[];
+  /** The logger. Defaults to pino on stdout at `config.logLevel`. */
   log?: Logger;
+  /** The model workflows call. Defaults to Claude with `config.anthropicApiKey`, else the offline scripted model. */
+  model?: Model;
+  /** The timeline bus. Defaults to Redis with `config.redisUrl`, else the in-memory bus (one process). */
+  bus?: TimelineBus;
+  /** The Prometheus metrics (`GET /metrics`). Defaults to new ones, process metrics included. */
   metrics?: Metrics;
 }
 
@@ -58,19 +73,23 @@ function defaultBus(config: Config, log: Logger): TimelineBus {
   return new MemoryBus(retention);
 }
 
-export function createService(config: Config, parts: ServiceParts = {}): Service {
-  const log = parts.log ?? createLogger(config.logLevel);
-  const metrics = parts.metrics ?? new Metrics();
-  const rawBus = parts.bus ?? defaultBus(config, log);
+/**
+ * One instance of the service, on the embedded defaults unless `options` say otherwise: an
+ * Express `app` to mount or hand to supertest, `listen`, and a graceful `close`.
+ */
+export function createService(options: ServiceOptions = {}): Service {
+  const config = resolveConfig(options.config);
+  const registry = createDefaultRegistry({
+    enableSynthetic: config.enableSynthetic,
+    maxEventsPerSession: config.maxEventsPerSession,
+    maxEventBytes: config.maxEventBytes,
+  });
+  for (const workflow of options.workflows ?? []) registry.register(workflow);
+  const log = options.log ?? createLogger(config.logLevel);
+  const metrics = options.metrics ?? new Metrics();
+  const rawBus = options.bus ?? defaultBus(config, log);
   const bus = new MeteredBus(rawBus, metrics.busErrors);
-  const model = parts.model ?? createModel(config, log);
-  const registry =
-    parts.registry ??
-    createDefaultRegistry({
-      enableSynthetic: config.enableSynthetic,
-      maxEventsPerSession: config.maxEventsPerSession,
-      maxEventBytes: config.maxEventBytes,
-    });
+  const model = options.model ?? createModel(config, log);
   const runs = new RunManager({
     bus,
     model,

@@ -4,7 +4,8 @@ import type { Config } from './config';
 export interface StartupWarning {
   /** `error` for what leaves the service open to anyone; `warn` for the rest. */
   level: 'error' | 'warn';
-  code: string;
+  /** What it is about, as the log's `warning` field. */
+  warning: string;
   message: string;
 }
 
@@ -18,7 +19,7 @@ export function startupWarnings(config: Config, { production }: { production: bo
   if (config.apiKey === null && config.jwtSecret === null) {
     warnings.push({
       level: 'error',
-      code: 'auth_off',
+      warning: 'auth_off',
       message:
         'AUTHENTICATION IS OFF in production: anyone who reaches this service can start runs (spending the model ' +
         "provider's key), read and cancel sessions. Set API_KEY or JWT_SECRET.",
@@ -27,14 +28,14 @@ export function startupWarnings(config: Config, { production }: { production: bo
   if (config.metricsPort === null) {
     warnings.push({
       level: 'warn',
-      code: 'metrics_on_api_port',
+      warning: 'metrics_on_api_port',
       message: '/metrics is served on the API port; set METRICS_PORT to serve it on a port of its own.',
     });
   }
   if (config.enableSynthetic) {
     warnings.push({
       level: 'warn',
-      code: 'synthetic_enabled',
+      warning: 'synthetic_enabled',
       message: 'ENABLE_SYNTHETIC=1 in production: any caller can run the load-testing workflow.',
     });
   }

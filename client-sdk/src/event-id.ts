@@ -1,5 +1,5 @@
 /**
- * Event ids have the Redis Stream id shape `<ms>-<n>` (DESIGN.md), so they can be ordered:
+ * Event ids have the Redis Stream id shape `<ms>-<n>` (docs/protocol.md), so they can be ordered:
  * the SDK drops a replayed or out-of-order event, the server merges a replay with live events.
  * Both parts are canonical decimals (no leading zeros), so they compare by length, then by
  * text, at any size. The one ordering of event ids; the server imports it.

@@ -1,6 +1,8 @@
 export { TimelineClient } from './client.js';
 export type { ExecuteOptions, FollowOptions, RunRequest, TimelineClientOptions } from './client.js';
 export type { ConnectionState, TimelineRun, RunCallbacks, RunOptions } from './run.js';
+export { parseTimeline } from './parse-timeline.js';
+export type { ParsedTimeline } from './parse-timeline.js';
 export { TimelineError } from './errors.js';
 export type { ClientErrorCode } from './errors.js';
 export type { ReconnectOptions } from './backoff.js';

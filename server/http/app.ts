@@ -48,7 +48,7 @@ function corsMiddleware(origins: string[]): RequestHandler {
 function methodNotAllowed(allowed: string): RequestHandler {
   return (req, res, next) => {
     res.setHeader('Allow', allowed);
-    next(new HttpError(405, 'method_not_allowed', `${req.method} is not allowed here (allowed: ${allowed})`));
+    next(new HttpError('method_not_allowed', `${req.method} is not allowed here (allowed: ${allowed})`));
   };
 }
 
@@ -59,13 +59,13 @@ function refuseWhileDraining(isDraining: () => boolean): RequestHandler {
       return;
     }
     res.setHeader('Connection', 'close');
-    next(new HttpError(503, 'shutting_down', 'This instance is shutting down; retry on another instance', {
+    next(new HttpError('shutting_down', 'This instance is shutting down; retry on another instance', {
       headers: { 'Retry-After': '1' },
     }));
   };
 }
 
-/** The HTTP API of DESIGN.md; every dependency comes in, so tests can build several. */
+/** The HTTP API of docs/protocol.md; every dependency comes in, so tests can build several. */
 export function createApp(deps: AppDeps): Express {
   const { config, bus, runs, registry, streams, metrics, log, isDraining } = deps;
   const app = express();

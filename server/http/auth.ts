@@ -16,7 +16,7 @@ const STREAM_PATH = /^\/timeline\/stream\/[^/]+\/?$/i;
 const ACCESS_TOKEN = 'access_token';
 
 // One message for every failure, so a 401 never tells a prober which part was wrong.
-const UNAUTHORIZED = new HttpError(401, 'unauthorized', 'Missing or invalid bearer credentials', {
+const UNAUTHORIZED = new HttpError('unauthorized', 'Missing or invalid bearer credentials', {
   headers: { 'WWW-Authenticate': 'Bearer' },
 });
 

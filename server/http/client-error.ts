@@ -1,7 +1,9 @@
+import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { ErrorBody } from '../../client-sdk/src/types';
+import { statusOf, type HttpErrorCode } from '../contract/error-codes';
 
 /**
  * Requests Node's HTTP parser refuses before express sees them (headers over
@@ -22,11 +24,12 @@ export function answerClientError(log: Logger): (error: NodeJS.ErrnoException, s
 }
 
 function rawResponse(parserCode: string | undefined): string {
-  const [status, reason, code, message] = answerFor(parserCode);
+  const [code, message] = answerFor(parserCode);
+  const status = statusOf(code);
   const body: ErrorBody = { error: { code, message } };
   const json = JSON.stringify(body);
   return (
-    `HTTP/1.1 ${status} ${reason}\r\n` +
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n` +
     'Content-Type: application/json; charset=utf-8\r\n' +
     `Content-Length: ${Buffer.byteLength(json)}\r\n` +
     'Connection: close\r\n\r\n' +
@@ -34,16 +37,16 @@ function rawResponse(parserCode: string | undefined): string {
   );
 }
 
-/** Node's own choice of status for each parser error, with a contract code. */
-function answerFor(parserCode: string | undefined): [number, string, string, string] {
+/** The contract code (hence Node's own choice of status) for each parser error, with a message. */
+function answerFor(parserCode: string | undefined): [HttpErrorCode, string] {
   switch (parserCode) {
     case 'HPE_HEADER_OVERFLOW':
-      return [431, 'Request Header Fields Too Large', 'headers_too_large', 'The request headers are larger than the limit'];
+      return ['headers_too_large', 'The request headers are larger than the limit'];
     case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
-      return [413, 'Payload Too Large', 'payload_too_large', 'The request body has chunk extensions larger than the limit'];
+      return ['payload_too_large', 'The request body has chunk extensions larger than the limit'];
     case 'ERR_HTTP_REQUEST_TIMEOUT':
-      return [408, 'Request Timeout', 'request_timeout', 'The request was not received in time'];
+      return ['request_timeout', 'The request was not received in time'];
     default:
-      return [400, 'Bad Request', 'bad_request', 'The request is not valid HTTP/1.1'];
+      return ['bad_request', 'The request is not valid HTTP/1.1'];
   }
 }

@@ -19,7 +19,7 @@ export const requireJson: RequestHandler = (req, _res, next) => {
     return;
   }
   next(
-    new HttpError(415, 'unsupported_media_type', 'POST requests must be sent with Content-Type: application/json'),
+    new HttpError('unsupported_media_type', 'POST requests must be sent with Content-Type: application/json'),
   );
 };
 
@@ -41,7 +41,7 @@ export function refuseOtherSites(corsOrigins: string[] | null): RequestHandler {
       return;
     }
     next(
-      new HttpError(403, 'origin_not_allowed', `Requests from ${origin ?? 'another site'} are not allowed (CORS_ORIGINS)`),
+      new HttpError('origin_not_allowed', `Requests from ${origin ?? 'another site'} are not allowed (CORS_ORIGINS)`),
     );
   };
 }

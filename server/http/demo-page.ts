@@ -25,7 +25,7 @@ function sendDemoFile(res: Response, file: string, next: (error?: unknown) => vo
   res.sendFile(path.join(DEMO_DIR, file), { headers: PAGE_HEADERS, dotfiles: 'deny' }, (error?: NodeJS.ErrnoException) => {
     if (!error) return;
     if (error.code === 'ENOENT') {
-      next(new HttpError(404, 'not_found', `The demo page's ${file} is not built: run "npm run build"`));
+      next(new HttpError('not_found', `The demo page's ${file} is not built: run "npm run build"`));
       return;
     }
     next(error);
@@ -41,7 +41,7 @@ export const demoPageRoute: RequestHandler = (_req, res, next) => {
 export const demoAssetRoute: RequestHandler = (req, res, next) => {
   const file = String(req.params.file);
   if (!ASSETS.has(file)) {
-    next(new HttpError(404, 'not_found', `No route for ${req.method} ${req.path}`));
+    next(new HttpError('not_found', `No route for ${req.method} ${req.path}`));
     return;
   }
   sendDemoFile(res, file, next);

@@ -47,18 +47,18 @@ export function executeRoute({ runs, registry, bus, retryAfterS }: ExecuteRouteD
         trace: scope.trace,
       });
     } catch (error) {
-      if (error instanceof EventTooLargeError) throw new HttpError(413, error.code, error.message);
+      if (error instanceof EventTooLargeError) throw new HttpError(error.code, error.message);
       if (error instanceof PublishBacklogFullError) {
-        throw new HttpError(503, error.code, error.message, { headers: { 'Retry-After': String(retryAfterS) } });
+        throw new HttpError(error.code, error.message, { headers: { 'Retry-After': String(retryAfterS) } });
       }
       if (error instanceof TooManyCallerRunsError) {
-        throw new HttpError(429, 'too_many_caller_runs', error.message, { headers: { 'Retry-After': String(retryAfterS) } });
+        throw new HttpError('too_many_caller_runs', error.message, { headers: { 'Retry-After': String(retryAfterS) } });
       }
       if (error instanceof TooManyRunsError) {
-        throw new HttpError(503, 'too_many_runs', error.message, { headers: { 'Retry-After': String(retryAfterS) } });
+        throw new HttpError('too_many_runs', error.message, { headers: { 'Retry-After': String(retryAfterS) } });
       }
       if (error instanceof SessionConflictError) {
-        throw new HttpError(409, 'session_conflict', `Session ${sessionId} is already running or finished`, {
+        throw new HttpError('session_conflict', `Session ${sessionId} is already running or finished`, {
           sessionId,
         });
       }
@@ -66,7 +66,8 @@ export function executeRoute({ runs, registry, bus, retryAfterS }: ExecuteRouteD
     }
 
     if (wantsAsync(req.get('prefer'))) {
-      const accepted: ExecuteAccepted = { session_id: sessionId, stream_url: `/timeline/stream/${sessionId}` };
+      // Relative to where the app is mounted (`req.baseUrl` is empty at the root).
+      const accepted: ExecuteAccepted = { session_id: sessionId, stream_url: `${req.baseUrl}/timeline/stream/${sessionId}` };
       res.status(202).setHeader('Preference-Applied', 'respond-async').json(accepted);
       return;
     }
@@ -75,9 +76,9 @@ export function executeRoute({ runs, registry, bus, retryAfterS }: ExecuteRouteD
     const summary = await run.finished;
     if (res.writableEnded || res.destroyed) return;
     if (summary.status === 'failed') {
-      const failure = summary.failure ?? { status: 500, code: 'internal_error' };
+      const code = summary.failure?.code ?? 'internal_error';
       const message = summary.error?.message ?? 'The workflow failed';
-      sendError(res, new HttpError(failure.status, failure.code, message, { sessionId }));
+      sendError(res, new HttpError(code, message, { sessionId }));
       return;
     }
     const body: ExecuteResult = {

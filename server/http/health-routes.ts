@@ -11,7 +11,7 @@ export const healthzRoute: RequestHandler = (_req, res) => {
 /** Ready when the bus answers within `timeoutMs`. */
 export function readyzRoute(bus: TimelineBus, timeoutMs = 2000): RequestHandler {
   return async (_req, res) => {
-    if (!(await busReachable(bus, timeoutMs))) throw new HttpError(503, 'not_ready', 'The timeline bus is not reachable');
+    if (!(await busReachable(bus, timeoutMs))) throw new HttpError('not_ready', 'The timeline bus is not reachable');
     res.json({ status: 'ready' });
   };
 }

@@ -1,18 +1,17 @@
 import type { Request } from 'express';
+import { UUID_PATTERN } from '../contract/wire-schemas';
 import { isEventId } from '../timeline/event-id';
 import { HttpError } from './errors';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 export function isUuid(value: unknown): value is string {
-  return typeof value === 'string' && UUID.test(value);
+  return typeof value === 'string' && UUID_PATTERN.test(value);
 }
 
 /** A canonical UUID, lower-cased; anything else never reaches the bus. */
 export function sessionIdParam(req: Request): string {
   const value = req.params.sessionId;
   if (!isUuid(value)) {
-    throw new HttpError(400, 'invalid_session_id', 'Session id must be a UUID (8-4-4-4-12 hex digits)');
+    throw new HttpError('invalid_session_id', 'Session id must be a UUID (8-4-4-4-12 hex digits)');
   }
   return value.toLowerCase();
 }
@@ -33,5 +32,5 @@ export function lastEventIdParam(req: Request): string | null {
 }
 
 function invalidLastEventId(): HttpError {
-  return new HttpError(400, 'invalid_last_event_id', 'Last-Event-ID must be an event id like 1732212345678-0');
+  return new HttpError('invalid_last_event_id', 'Last-Event-ID must be an event id like 1732212345678-0');
 }

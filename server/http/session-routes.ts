@@ -6,7 +6,7 @@ import { sessionIdParam } from './params';
 
 /** Also what another caller's session answers: its existence is not leaked. */
 export function sessionNotFound(sessionId: string): HttpError {
-  return new HttpError(404, 'session_not_found', `No run was started for session ${sessionId}`);
+  return new HttpError('session_not_found', `No run was started for session ${sessionId}`);
 }
 
 /**
@@ -44,7 +44,7 @@ export function cancelRoute(bus: TimelineBus): RequestHandler {
     const outcome = await bus.requestCancel(sessionId);
     if (outcome === 'not_found') throw sessionNotFound(sessionId);
     if (outcome === 'finished') {
-      throw new HttpError(409, 'session_finished', `Session ${sessionId} has already finished`);
+      throw new HttpError('session_finished', `Session ${sessionId} has already finished`);
     }
     res.status(202).json({ session_id: sessionId, status: 'cancelling' });
   };

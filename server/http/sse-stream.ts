@@ -17,7 +17,7 @@ export interface SseStreamOptions {
   clock: { readonly tick: number };
 }
 
-/** The stream's response headers (DESIGN.md), also answered to a `HEAD` probe. */
+/** The stream's response headers (docs/protocol.md), also answered to a `HEAD` probe. */
 export const SSE_HEADERS = {
   'Content-Type': 'text/event-stream',
   'Cache-Control': 'no-cache, no-transform',

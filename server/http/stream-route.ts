@@ -29,7 +29,7 @@ export function streamRoute({ bus, config, streams, metrics, log }: StreamRouteD
       return;
     }
     if (!streams.tryReserve()) {
-      throw new HttpError(503, 'too_many_streams', 'This instance has too many open streams', {
+      throw new HttpError('too_many_streams', 'This instance has too many open streams', {
         headers: { 'Retry-After': String(Math.ceil(config.retryMs / 1000)) },
       });
     }

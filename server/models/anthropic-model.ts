@@ -24,6 +24,9 @@ export interface AnthropicModelOptions {
   log: Logger;
 }
 
+/** The SDK's own default API host, given explicitly: left unset, the SDK would read `ANTHROPIC_BASE_URL` itself. */
+const ANTHROPIC_API_URL = 'https://api.anthropic.com';
+
 const DEFAULTS = {
   maxRetries: 2,
   maxRetryDelayMs: 8000,
@@ -51,7 +54,10 @@ export class AnthropicModel implements Model {
     this.log = options.log.child({ model: this.model });
     this.client = new Anthropic({
       apiKey: options.apiKey,
-      baseURL: options.baseUrl ?? undefined,
+      // Everything explicit, so the SDK reads no environment variable: the service's config is the only source.
+      baseURL: options.baseUrl ?? ANTHROPIC_API_URL,
+      webhookKey: null,
+      logLevel: 'warn',
       maxRetries: this.maxRetries,
       timeout: options.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs,
       middleware: [boundRetryDelay(options.maxRetryDelayMs ?? DEFAULTS.maxRetryDelayMs)],

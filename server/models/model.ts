@@ -1,3 +1,5 @@
+import type { ModelErrorCode } from '../contract/error-codes';
+
 /** A chat model that streams text: the scripted offline model or the Anthropic provider. */
 
 import type { Logger } from 'pino';
@@ -53,7 +55,7 @@ export class ModelError extends Error {
   readonly detail: string | null;
 
   constructor(
-    readonly code: string,
+    readonly code: ModelErrorCode,
     message: string,
     options: { cause?: unknown; detail?: string | null } = {},
   ) {

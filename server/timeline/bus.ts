@@ -1,4 +1,5 @@
 import type { DonePayload, GapPayload, SessionStatus, TimelineEvent } from '../../client-sdk/src/types';
+import type { ErrorCode } from '../contract/error-codes';
 
 /**
  * Entries a reader takes from a log at once (catch-up, history), so no reader holds a decoded
@@ -125,7 +126,7 @@ export interface TimelineBus {
 
 /** The bus cannot be reached (Redis down): the caller answers `503 bus_unavailable`. */
 export class BusUnavailableError extends Error {
-  readonly code = 'bus_unavailable';
+  readonly code: ErrorCode = 'bus_unavailable';
 
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
@@ -138,7 +139,7 @@ export class BusUnavailableError extends Error {
  * declared it lost): its owner must stop, and must not write events or `done` any more.
  */
 export class RunLostError extends Error {
-  readonly code = 'run_lost';
+  readonly code: ErrorCode = 'run_lost';
 
   constructor(message: string) {
     super(message);

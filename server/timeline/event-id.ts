@@ -7,10 +7,11 @@
 export { compareEventIds } from '../../client-sdk/src/event-id';
 
 const MAX_PART = 18446744073709551615n; // Redis stream ids are two unsigned 64-bit numbers
-const EVENT_ID = /^(0|[1-9][0-9]{0,19})-(0|[1-9][0-9]{0,19})$/;
+/** `<ms>-<n>`, both canonical decimals (each also at most 2^64 - 1, which `isEventId` checks). */
+export const EVENT_ID_PATTERN = /^(0|[1-9][0-9]{0,19})-(0|[1-9][0-9]{0,19})$/;
 
 export function isEventId(value: string): boolean {
-  const match = EVENT_ID.exec(value);
+  const match = EVENT_ID_PATTERN.exec(value);
   return match !== null && BigInt(match[1]) <= MAX_PART && BigInt(match[2]) <= MAX_PART;
 }
 

@@ -1,7 +1,8 @@
 import type { Logger } from 'pino';
 import type { DonePayload, ErrorInfo, TimelineEvent } from '../../client-sdk/src/types';
+import type { DoneErrorCode } from '../contract/error-codes';
 
-const RUN_LOST: ErrorInfo = {
+const RUN_LOST: ErrorInfo & { code: DoneErrorCode } = {
   code: 'run_lost',
   message: 'The instance running this workflow stopped renewing its lease (it died or lost Redis)',
 };

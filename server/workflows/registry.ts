@@ -8,8 +8,13 @@ export class WorkflowRegistry {
 
   /** Throws when a workflow of the same name is already registered. */
   register(workflow: Workflow): this {
+    if (typeof workflow?.name !== 'string' || typeof workflow.run !== 'function' || typeof workflow.params?.safeParse !== 'function') {
+      throw new TypeError('A workflow needs a name, a params schema and a run function: make it with defineWorkflow');
+    }
     if (this.workflows.has(workflow.name)) {
-      throw new Error(`Workflow "${workflow.name}" is already registered`);
+      throw new Error(
+        `A workflow named "${workflow.name}" is already registered (registered: ${this.names().join(', ')}); give it another name`,
+      );
     }
     this.workflows.set(workflow.name, workflow);
     return this;

@@ -83,19 +83,25 @@ export function cancelSession(url: string, sessionId: string, headers: Record<st
 
 /**
  * Asserts the contract's error shape `{"error": {"code", "message"}}` (plus `session_id` where
- * the contract has one), JSON not HTML, and no stack trace; returns the message.
+ * the contract has one), JSON not HTML, and no stack trace; returns the message. Takes a
+ * response of these helpers or of supertest (`request(app)…`).
  */
-export function expectJsonError(response: ApiResponse, status: number, code: string): string {
-  expect({ status: response.status, code: response.json?.error?.code }).toEqual({ status, code });
-  expect(response.headers.get('content-type')).toMatch(/^application\/json/);
-  expect(typeof response.json.error.message).toBe('string');
-  expect(response.json.error.message.length).toBeGreaterThan(0);
-  expect(Object.keys(response.json.error).sort()).toEqual(['code', 'message']);
-  expect(Object.keys(response.json).filter((key) => key !== 'session_id')).toEqual(['error']);
+export function expectJsonError(response: ApiResponse | supertest.Response, status: number, code: string): string {
+  const isApi = response.headers instanceof Headers;
+  const json = isApi ? (response as ApiResponse).json : (response as supertest.Response).body;
+  const contentType = isApi
+    ? (response as ApiResponse).headers.get('content-type')
+    : ((response as supertest.Response).headers['content-type'] as string | undefined);
+  expect({ status: response.status, code: json?.error?.code }).toEqual({ status, code });
+  expect(contentType).toMatch(/^application\/json/);
+  expect(typeof json.error.message).toBe('string');
+  expect(json.error.message.length).toBeGreaterThan(0);
+  expect(Object.keys(json.error).sort()).toEqual(['code', 'message']);
+  expect(Object.keys(json).filter((key) => key !== 'session_id')).toEqual(['error']);
   expect(response.text).not.toMatch(/<html|<!doctype/i);
   expect(response.text).not.toMatch(/\bat .+:\d+:\d+/);
   expect(response.text).not.toMatch(/\\n\s*at /);
-  return response.json.error.message as string;
+  return json.error.message as string;
 }
 
 /** The value of one sample in Prometheus text, e.g. `timeline_runs_total{outcome="completed"}`. */

@@ -26,9 +26,12 @@ const BROWSER_BUILDS: Record<string, string> = {
   'sdk-browser.test.ts': path.join('client-sdk', 'scripts', 'bundle-browser.mjs'),
 };
 
-function run(args: string[], what: string): void {
+/** Suites that install the packages as a consumer does, and need the client SDK's package built too. */
+const SDK_PACKAGE_BUILDS = new Set(['consumer.test.ts']);
+
+function run(args: string[], what: string, command = process.execPath): void {
   try {
-    execFileSync(process.execPath, args, { cwd: ROOT, stdio: 'pipe' });
+    execFileSync(command, args, { cwd: ROOT, stdio: 'pipe' });
   } catch (error) {
     const { stdout, stderr } = error as { stdout?: Buffer; stderr?: Buffer };
     throw new Error(`${what} failed; the e2e suites need it:\n${stdout?.toString() ?? ''}${stderr?.toString() ?? ''}`, {
@@ -38,17 +41,26 @@ function run(args: string[], what: string): void {
 }
 
 /**
- * Compiles `server/` once per jest run, as `npm run build` does, so the e2e suites start the
- * same `dist/server/main.js` that `npm start` runs (no on-the-fly compiling in production),
- * and builds the browser assets of the selected browser suites.
+ * Compiles `server/` once per jest run, as `npm run build` does (with the package's ESM entry),
+ * so the e2e suites start the same `dist/server/main.js` that `npm start` runs (no on-the-fly
+ * compiling in production), and builds the browser assets of the selected browser suites and
+ * the client SDK's package for the consumer suite.
  */
 export default function globalSetup(globalConfig: Config.GlobalConfig): void {
   const selected = selectedE2eFiles(globalConfig);
   if (selected.length === 0) return;
   const tsc = require.resolve('typescript/bin/tsc', { paths: [ROOT] });
   run([tsc, '-p', 'tsconfig.build.json'], 'npm run build (tsc -p tsconfig.build.json)');
+  run([path.join(ROOT, 'server', 'build-esm-entry.mjs')], 'npm run build (node server/build-esm-entry.mjs)');
   for (const file of selected) {
     const script = BROWSER_BUILDS[path.basename(file)];
     if (script) run([path.join(ROOT, script)], `npm run build (node ${script})`);
+    if (SDK_PACKAGE_BUILDS.has(path.basename(file))) {
+      // The SDK's own build script, whatever it does: npm (the one running us, when there is one).
+      const npmCli = process.env.npm_execpath;
+      const args = ['run', 'build', '--workspace', 'client-sdk'];
+      if (npmCli) run([npmCli, ...args], 'npm run build --workspace client-sdk');
+      else run(args, 'npm run build --workspace client-sdk', 'npm');
+    }
   }
 }

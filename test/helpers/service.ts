@@ -3,8 +3,11 @@ import pino from 'pino';
 import { DEFAULT_CONFIG, type Config } from '../../server/config';
 import { Metrics } from '../../server/metrics';
 import { ScriptedModel } from '../../server/models/scripted-model';
-import { createService, type Service, type ServiceParts } from '../../server/service';
+import { createService, type Service, type ServiceOptions } from '../../server/service';
 import { RedisBus, type RedisBusOptions } from '../../server/timeline/redis-bus';
+
+/** What a test may supply besides the config: workflows of its own, a bus, a model, a logger, metrics. */
+export type ServiceParts = Omit<ServiceOptions, 'config'>;
 
 export interface RunningService {
   service: Service;
@@ -14,18 +17,23 @@ export interface RunningService {
 
 /** Test defaults: quiet, the synthetic workflow on, fast scripted model, short timers only where a test asks. */
 export function testConfig(overrides: Partial<Config> = {}): Config {
-  return { ...DEFAULT_CONFIG, port: 0, logLevel: 'silent', shutdownGraceMs: 2000, enableSynthetic: true, ...overrides };
+  return { ...DEFAULT_CONFIG, logLevel: 'silent', shutdownGraceMs: 2000, enableSynthetic: true, ...overrides };
 }
 
-/** Starts one service on a free port (real HTTP server, real sockets). */
-export async function startService(overrides: Partial<Config> = {}, parts: ServiceParts = {}): Promise<RunningService> {
-  const config = testConfig(overrides);
-  const service = createService(config, {
+/** One service on the test defaults, not listening: for `request(service.app)` (supertest). */
+export function createTestService(overrides: Partial<Config> = {}, parts: ServiceParts = {}): Service {
+  return createService({
+    config: testConfig(overrides),
     log: pino({ level: 'silent' }),
     metrics: new Metrics({ processMetrics: false }),
     model: new ScriptedModel({ tokenDelayMs: 1 }),
     ...parts,
   });
+}
+
+/** Starts one service on a free port (real HTTP server, real sockets). */
+export async function startService(overrides: Partial<Config> = {}, parts: ServiceParts = {}): Promise<RunningService> {
+  const service = createTestService(overrides, parts);
   const port = await service.listen(0);
   return { service, url: `http://127.0.0.1:${port}`, close: () => service.close() };
 }

@@ -4,7 +4,8 @@ import { TimelineClient } from '../../client-sdk/src';
 import type { Config } from '../../server/config';
 import type { TimelineBus } from '../../server/timeline/bus';
 import { MemoryBus } from '../../server/timeline/memory-bus';
-import { cancelSession, expectJsonError, request, type ApiResponse } from '../helpers/api';
+import request, { type Response } from 'supertest';
+import { expectJsonError } from '../helpers/api';
 import { capturedLog } from '../helpers/log-capture';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server';
 import { settle } from '../helpers/sdk-run';
@@ -24,24 +25,28 @@ function token(sub: unknown = 'alice', claims: Record<string, unknown> = {}, opt
 const bearer = (credential: string): Record<string, string> => ({ Authorization: `Bearer ${credential}` });
 const base64url = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
 
-/** `POST /execute` as JSON through the shared request helper (the body kept as text). */
-const post = (url: string, body: unknown, headers: Record<string, string> = {}) =>
-  request(`${url}/execute`, { method: 'POST', headers: { 'Content-Type': 'application/json', ...headers }, body: JSON.stringify(body) });
+/** `POST /execute` on `svc`'s app: `body` as JSON (a string is sent as it is). */
+const post = (svc: RunningService, body: unknown, headers: Record<string, string> = {}) =>
+  request(svc.service.app).post('/execute').type('json').set(headers).send(typeof body === 'string' ? body : JSON.stringify(body));
+
+/** `POST /timeline/:id/cancel` on `svc`'s app (JSON, as every POST must be; no body). */
+const cancelOn = (svc: RunningService, sessionId: string, headers: Record<string, string> = {}) =>
+  request(svc.service.app).post(`/timeline/${sessionId}/cancel`).type('json').set(headers);
 
 /** A stream request answered with an error: its status and parsed JSON body (a 200 is cut at once). */
 async function streamAnswer(url: string, headers: Record<string, string> = {}) {
   const reader = await openSse(url, { headers });
   if (reader.status === 200) {
     reader.destroy();
-    return { status: 200, headers: reader.headers, json: undefined as any, text: '' };
+    return { status: 200, headers: reader.headers, body: undefined as any, text: '' };
   }
   await reader.ended;
-  return { status: reader.status, headers: reader.headers, json: reader.raw ? JSON.parse(reader.raw) : undefined, text: reader.raw };
+  return { status: reader.status, headers: reader.headers, body: reader.raw ? JSON.parse(reader.raw) : undefined, text: reader.raw };
 }
 
-function expectUnauthorized(response: ApiResponse): void {
+function expectUnauthorized(response: Response): void {
   expectJsonError(response, 401, 'unauthorized');
-  expect(response.headers.get('www-authenticate')).toBe('Bearer');
+  expect(response.headers['www-authenticate']).toBe('Bearer');
 }
 
 describe('API_KEY', () => {
@@ -55,29 +60,29 @@ describe('API_KEY', () => {
 
   /** Every protected route, each as a request with the given headers. */
   const protectedRequests = (sessionId: string, headers: Record<string, string>) => [
-    request(`${svc.url}/timeline/stream/${sessionId}`, { headers }),
-    post(svc.url, synthetic(sessionId, { events: 1 }), headers),
-    request(`${svc.url}/timeline/${sessionId}`, { headers }),
-    cancelSession(svc.url, sessionId, headers),
-    request(`${svc.url}/no/such/route`, { headers }),
-    request(`${svc.url}/execute`, { method: 'DELETE', headers }),
-    request(`${svc.url}/`, { method: 'POST', headers }),
+    request(svc.service.app).get(`/timeline/stream/${sessionId}`).set(headers),
+    post(svc, synthetic(sessionId, { events: 1 }), headers),
+    request(svc.service.app).get(`/timeline/${sessionId}`).set(headers),
+    cancelOn(svc, sessionId, headers),
+    request(svc.service.app).get('/no/such/route').set(headers),
+    request(svc.service.app).delete('/execute').set(headers),
+    request(svc.service.app).post('/').set(headers),
   ];
 
   it('lets the key through on every route: run, stream, history, cancel', async () => {
     const sessionId = newSessionId();
     const reader = await openReady(`${svc.url}/timeline/stream/${sessionId}`, { headers: bearer(API_KEY) });
-    const run = await post(svc.url, synthetic(sessionId, { events: 3 }), bearer(API_KEY));
+    const run = await post(svc, synthetic(sessionId, { events: 3 }), bearer(API_KEY));
     expect(run.status).toBe(200);
     await reader.waitFor(isNamed('done'));
     expect(seqs(timelineEvents<{ seq: number }>(reader))).toEqual(range(1, 5));
-    const history = await request(`${svc.url}/timeline/${sessionId}`, { headers: bearer(API_KEY) });
+    const history = await request(svc.service.app).get(`/timeline/${sessionId}`).set(bearer(API_KEY));
     expect(history.status).toBe(200);
-    expect(history.json.done.status).toBe('completed');
-    const cancel = await cancelSession(svc.url, sessionId, bearer(API_KEY));
+    expect(history.body.done.status).toBe('completed');
+    const cancel = await cancelOn(svc, sessionId, bearer(API_KEY));
     expectJsonError(cancel, 409, 'session_finished');
     // The scheme is case-insensitive (RFC 9110).
-    expect((await request(`${svc.url}/timeline/${sessionId}`, { headers: { Authorization: `bearer ${API_KEY}` } })).status).toBe(200);
+    expect((await request(svc.service.app).get(`/timeline/${sessionId}`).set({ Authorization: `bearer ${API_KEY}` })).status).toBe(200);
   });
 
   it('answers one constant 401 unauthorized with WWW-Authenticate: Bearer to a missing, wrong or malformed credential', async () => {
@@ -104,35 +109,35 @@ describe('API_KEY', () => {
     // The same body whatever was wrong: a prober learns nothing about the key.
     expect([...bodies]).toEqual(['{"error":{"code":"unauthorized","message":"Missing or invalid bearer credentials"}}']);
     // None of them started anything.
-    expectJsonError(await request(`${svc.url}/timeline/${sessionId}`, { headers: bearer(API_KEY) }), 404, 'session_not_found');
+    expectJsonError(await request(svc.service.app).get(`/timeline/${sessionId}`).set(bearer(API_KEY)), 404, 'session_not_found');
   });
 
   it('leaves /healthz, /readyz, /metrics, GET / and /assets/* open, even with a bad credential', async () => {
     for (const headers of [{}, bearer('wrong')]) {
-      expect((await request(`${svc.url}/healthz`, { headers })).status).toBe(200);
-      expect((await request(`${svc.url}/readyz`, { headers })).status).toBe(200);
-      const metrics = await request(`${svc.url}/metrics`, { headers });
+      expect((await request(svc.service.app).get('/healthz').set(headers)).status).toBe(200);
+      expect((await request(svc.service.app).get('/readyz').set(headers)).status).toBe(200);
+      const metrics = await request(svc.service.app).get('/metrics').set(headers);
       expect(metrics.status).toBe(200);
       expect(metrics.text).toContain('timeline_streams_open');
-      const page = await request(`${svc.url}/`, { headers });
+      const page = await request(svc.service.app).get('/').set(headers);
       expect(page.status).toBe(200);
-      expect(page.headers.get('content-type')).toMatch(/^text\/html/);
-      expect((await request(`${svc.url}/`, { method: 'HEAD', headers })).status).toBe(200);
+      expect(page.headers['content-type']).toMatch(/^text\/html/);
+      expect((await request(svc.service.app).head('/').set(headers)).status).toBe(200);
       // The page's files need no credentials either (a file not built yet is a 404, never a 401).
       const assets = [...new Set((page.text.match(/assets\/[\w.-]+/g) ?? []).map((file) => `/${file}`))];
       expect(assets.length).toBeGreaterThan(0);
       for (const asset of [...assets, '/assets/no-such-file.js']) {
-        const response = await request(`${svc.url}${asset}`, { headers });
+        const response = await request(svc.service.app).get(asset).set(headers);
         expect({ asset, status: response.status }).not.toEqual({ asset, status: 401 });
       }
-      expect((await request(`${svc.url}/assets/no-such-file.js`, { headers })).status).toBe(404);
+      expect((await request(svc.service.app).get('/assets/no-such-file.js').set(headers)).status).toBe(404);
     }
   });
 
   it('refuses the long-lived key as ?access_token= (it belongs in the Authorization header only)', async () => {
     const sessionId = newSessionId();
-    expectUnauthorized(await request(`${svc.url}/timeline/stream/${sessionId}?access_token=${API_KEY}`));
-    expectUnauthorized(await request(`${svc.url}/timeline/stream/${sessionId}?lastEventId=1-0&access_token=${API_KEY}`));
+    expectUnauthorized(await request(svc.service.app).get(`/timeline/stream/${sessionId}?access_token=${API_KEY}`));
+    expectUnauthorized(await request(svc.service.app).get(`/timeline/stream/${sessionId}?lastEventId=1-0&access_token=${API_KEY}`));
     // By header, the same key opens the same stream.
     const reader = await openReady(`${svc.url}/timeline/stream/${sessionId}`, { headers: bearer(API_KEY) });
     reader.destroy();
@@ -141,20 +146,20 @@ describe('API_KEY', () => {
   it('never logs a credential, even at trace level and on errors', async () => {
     const sessionId = newSessionId();
     const reader = await openReady(`${svc.url}/timeline/stream/${sessionId}`, { headers: bearer(API_KEY) });
-    expect((await post(svc.url, synthetic(sessionId, { events: 2 }), bearer(API_KEY))).status).toBe(200);
+    expect((await post(svc, synthetic(sessionId, { events: 2 }), bearer(API_KEY))).status).toBe(200);
     await reader.ended;
     const cut = await openReady(`${svc.url}/timeline/stream/${newSessionId()}`, { headers: bearer(API_KEY) });
     cut.destroy();
     const wrong = 'sekrit-wrong-token';
     const attempts = [
-      request(`${svc.url}/timeline/stream/${newSessionId()}?access_token=${wrong}`),
-      request(`${svc.url}/timeline/stream/not-a-uuid?access_token=${API_KEY}`),
-      request(`${svc.url}/timeline/stream/${newSessionId()}?access_token=${API_KEY}&lastEventId=zzz`),
-      request(`${svc.url}/timeline/stream/%E0%A4%A?access_token=${API_KEY}`),
-      request(`${svc.url}/timeline/${sessionId}?access_token=${API_KEY}`),
-      request(`${svc.url}/no/such/route?access_token=${API_KEY}`),
-      request(`${svc.url}/timeline/${sessionId}`, { headers: bearer(wrong) }),
-      post(svc.url, '{"project_id":', bearer(API_KEY)),
+      request(svc.service.app).get(`/timeline/stream/${newSessionId()}?access_token=${wrong}`),
+      request(svc.service.app).get(`/timeline/stream/not-a-uuid?access_token=${API_KEY}`),
+      request(svc.service.app).get(`/timeline/stream/${newSessionId()}?access_token=${API_KEY}&lastEventId=zzz`),
+      request(svc.service.app).get(`/timeline/stream/%E0%A4%A?access_token=${API_KEY}`),
+      request(svc.service.app).get(`/timeline/${sessionId}?access_token=${API_KEY}`),
+      request(svc.service.app).get(`/no/such/route?access_token=${API_KEY}`),
+      request(svc.service.app).get(`/timeline/${sessionId}`).set(bearer(wrong)),
+      post(svc, '{"project_id":', bearer(API_KEY)),
     ];
     for (const response of await Promise.all(attempts)) expect(response.status).toBeGreaterThanOrEqual(400);
 
@@ -193,12 +198,12 @@ describe('JWT_SECRET', () => {
   afterAll(() => svc.close());
 
   const historyWith = (credential: string, sessionId = newSessionId()) =>
-    request(`${svc.url}/timeline/${sessionId}`, { headers: bearer(credential) });
+    request(svc.service.app).get(`/timeline/${sessionId}`).set(bearer(credential));
 
   it('accepts a valid HS256 token, by header and as ?access_token= on the stream', async () => {
     const sessionId = newSessionId();
     const reader = await openReady(`${svc.url}/timeline/stream/${sessionId}?access_token=${token()}`);
-    expect((await post(svc.url, synthetic(sessionId, { events: 2 }), bearer(token()))).status).toBe(200);
+    expect((await post(svc, synthetic(sessionId, { events: 2 }), bearer(token()))).status).toBe(200);
     await reader.waitFor(isNamed('done'));
     expect((await historyWith(token(), sessionId)).status).toBe(200);
   });
@@ -206,7 +211,7 @@ describe('JWT_SECRET', () => {
   it('takes ?access_token= on the stream route only, with ?lastEventId= beside it', async () => {
     const sessionId = newSessionId();
     const reader = await openReady(`${svc.url}/timeline/stream/${sessionId}?access_token=${token()}`);
-    expect((await post(svc.url, synthetic(sessionId, { events: 3 }), bearer(token()))).status).toBe(200);
+    expect((await post(svc, synthetic(sessionId, { events: 3 }), bearer(token()))).status).toBe(200);
     const done = await reader.waitFor(isNamed('done'));
     const first = timelineEvents<{ event_id: string }>(reader)[0].event_id;
 
@@ -216,17 +221,13 @@ describe('JWT_SECRET', () => {
     const finished = await openSse(`${svc.url}/timeline/stream/${sessionId}?lastEventId=${done.id}&access_token=${token()}`);
     expect(finished.status).toBe(204);
 
-    expectUnauthorized(await request(`${svc.url}/timeline/stream/${sessionId}?access_token=wrong`));
+    expectUnauthorized(await request(svc.service.app).get(`/timeline/stream/${sessionId}?access_token=wrong`));
     // A header, when sent, is the credential: a good query token does not rescue a bad one.
-    expectUnauthorized(await request(`${svc.url}/timeline/stream/${sessionId}?access_token=${token()}`, { headers: bearer('wrong') }));
-    expectUnauthorized(await request(`${svc.url}/timeline/${sessionId}?access_token=${token()}`));
-    expectUnauthorized(await cancelSession(svc.url, `${sessionId}?access_token=${token()}`));
+    expectUnauthorized(await request(svc.service.app).get(`/timeline/stream/${sessionId}?access_token=${token()}`).set(bearer('wrong')));
+    expectUnauthorized(await request(svc.service.app).get(`/timeline/${sessionId}?access_token=${token()}`));
+    expectUnauthorized(await request(svc.service.app).post(`/timeline/${sessionId}/cancel?access_token=${token()}`).type('json'));
     expectUnauthorized(
-      await request(`${svc.url}/execute?access_token=${token()}`, {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/json' },
-        body: JSON.stringify(synthetic(newSessionId(), { events: 1 })),
-      }),
+      await request(svc.service.app).post(`/execute?access_token=${token()}`).send(synthetic(newSessionId(), { events: 1 })),
     );
   });
 
@@ -279,12 +280,12 @@ describe('API_KEY and JWT_SECRET both set', () => {
 
   it('accepts either; the key is one caller (api-key), apart from every token subject', async () => {
     const keySession = newSessionId();
-    expect((await post(svc.url, synthetic(keySession, { events: 1 }), bearer(API_KEY))).status).toBe(200);
+    expect((await post(svc, synthetic(keySession, { events: 1 }), bearer(API_KEY))).status).toBe(200);
     const aliceSession = newSessionId();
-    expect((await post(svc.url, synthetic(aliceSession, { events: 1 }), bearer(token('alice')))).status).toBe(200);
+    expect((await post(svc, synthetic(aliceSession, { events: 1 }), bearer(token('alice')))).status).toBe(200);
 
     const history = (sessionId: string, credential: string) =>
-      request(`${svc.url}/timeline/${sessionId}`, { headers: bearer(credential) });
+      request(svc.service.app).get(`/timeline/${sessionId}`).set(bearer(credential));
     expect((await history(keySession, API_KEY)).status).toBe(200);
     expectJsonError(await history(keySession, token('alice')), 404, 'session_not_found');
     expect((await history(aliceSession, token('alice'))).status).toBe(200);
@@ -295,10 +296,10 @@ describe('API_KEY and JWT_SECRET both set', () => {
 
   it('takes a token as ?access_token=, but never the shared key', async () => {
     const keySession = newSessionId();
-    expect((await post(svc.url, synthetic(keySession, { events: 1 }), bearer(API_KEY))).status).toBe(200);
-    expectUnauthorized(await request(`${svc.url}/timeline/stream/${keySession}?access_token=${API_KEY}`));
+    expect((await post(svc, synthetic(keySession, { events: 1 }), bearer(API_KEY))).status).toBe(200);
+    expectUnauthorized(await request(svc.service.app).get(`/timeline/stream/${keySession}?access_token=${API_KEY}`));
     const aliceSession = newSessionId();
-    expect((await post(svc.url, synthetic(aliceSession, { events: 1 }), bearer(token('alice')))).status).toBe(200);
+    expect((await post(svc, synthetic(aliceSession, { events: 1 }), bearer(token('alice')))).status).toBe(200);
     const replay = await openSse(`${svc.url}/timeline/stream/${aliceSession}?access_token=${token('alice')}`);
     await replay.waitFor(isNamed('done'));
     expect(replay.status).toBe(200);
@@ -325,16 +326,15 @@ function describeBinding(name: string, start: (overrides: Partial<Config>) => Pr
 
     const streamUrl = (svc: RunningService, sessionId: string) => `${svc.url}/timeline/stream/${sessionId}`;
     const history = (svc: RunningService, sessionId: string, headers: Record<string, string>) =>
-      request(`${svc.url}/timeline/${sessionId}`, { headers });
-    const cancel = (svc: RunningService, sessionId: string, headers: Record<string, string>) =>
-      cancelSession(svc.url, sessionId, headers);
+      request(svc.service.app).get(`/timeline/${sessionId}`).set(headers);
+    const cancel = cancelOn;
     const runAsync = (
       svc: RunningService,
       sessionId: string | undefined,
       headers: Record<string, string>,
       params: Record<string, unknown> = { events: 1 },
     ) =>
-      post(svc.url, synthetic(sessionId, params), { Prefer: 'respond-async', ...headers });
+      post(svc, synthetic(sessionId, params), { Prefer: 'respond-async', ...headers });
 
     /** The 404 a session never seen gets, with its id taken out: what another caller must get too. */
     async function unseenBody(svc: RunningService): Promise<string> {
@@ -350,7 +350,7 @@ function describeBinding(name: string, start: (overrides: Partial<Config>) => Pr
       const notFound = await unseenBody(b);
 
       const bStream = await streamAnswer(streamUrl(b, sessionId), B());
-      expect({ status: bStream.status, code: bStream.json?.error?.code }).toEqual({ status: 404, code: 'session_not_found' });
+      expect({ status: bStream.status, code: bStream.body?.error?.code }).toEqual({ status: 404, code: 'session_not_found' });
       expect(bStream.text.replace(sessionId, '<id>')).toBe(notFound);
       const bRun = await runAsync(b, sessionId, B());
       expectJsonError(bRun, 404, 'session_not_found');
@@ -365,7 +365,7 @@ function describeBinding(name: string, start: (overrides: Partial<Config>) => Pr
       const done = await reader.waitFor(isNamed('done'), 15000);
       expect(JSON.parse(done.data).status).toBe('completed');
 
-      expect((await history(b, sessionId, A())).json.done.status).toBe('completed');
+      expect((await history(b, sessionId, A())).body.done.status).toBe('completed');
       expectJsonError(await history(a, sessionId, B()), 404, 'session_not_found');
       // Not the 204 the owner would get: a finished session is not revealed either.
       const bResume = await streamAnswer(streamUrl(a, sessionId), { ...B(), 'Last-Event-ID': done.id! });
@@ -375,15 +375,15 @@ function describeBinding(name: string, start: (overrides: Partial<Config>) => Pr
 
     it("makes a session executed first A's, including one whose id the server made", async () => {
       const sessionId = newSessionId();
-      expect((await post(a.url, synthetic(sessionId, { events: 1 }), A())).status).toBe(200);
+      expect((await post(a, synthetic(sessionId, { events: 1 }), A())).status).toBe(200);
       expectJsonError(await history(b, sessionId, B()), 404, 'session_not_found');
       expect((await history(b, sessionId, A())).status).toBe(200);
 
-      const made = await post(b.url, synthetic(undefined, { events: 1 }), A());
+      const made = await post(b, synthetic(undefined, { events: 1 }), A());
       expect(made.status).toBe(200);
-      expectJsonError(await history(a, made.json.session_id, B()), 404, 'session_not_found');
-      expect((await streamAnswer(streamUrl(a, made.json.session_id), B())).status).toBe(404);
-      expect((await history(a, made.json.session_id, A())).status).toBe(200);
+      expectJsonError(await history(a, made.body.session_id, B()), 404, 'session_not_found');
+      expect((await streamAnswer(streamUrl(a, made.body.session_id), B())).status).toBe(404);
+      expect((await history(a, made.body.session_id, A())).status).toBe(200);
     });
 
     it('never binds on history or cancel: a stranger answered 404 first does not take the session', async () => {
@@ -403,8 +403,8 @@ function describeBinding(name: string, start: (overrides: Partial<Config>) => Pr
       // The same for a run started with no stream first.
       const direct = newSessionId();
       expectJsonError(await cancel(a, direct, B()), 404, 'session_not_found');
-      expect((await post(b.url, synthetic(direct, { events: 1 }), A())).status).toBe(200);
-      expect((await history(a, direct, A())).json.done.status).toBe('completed');
+      expect((await post(b, synthetic(direct, { events: 1 }), A())).status).toBe(200);
+      expect((await history(a, direct, A())).body.done.status).toBe('completed');
     });
 
     it('binds exactly one caller when two touch a session first at the same time', async () => {
@@ -462,21 +462,21 @@ describe('on Redis', () => {
     const open = await startRedisService(redis.url, { eventTtlS: 120, keepAliveMs: null });
     try {
       const sessionId = newSessionId();
-      expect((await post(secured.url, synthetic(sessionId, { events: 1 }), bearer(token('alice')))).status).toBe(200);
+      expect((await post(secured, synthetic(sessionId, { events: 1 }), bearer(token('alice')))).status).toBe(200);
       const meta = `timeline:{${sessionId}}:meta`;
       expect(await admin.hget(meta, 'caller')).toBe('alice');
       // The binding made before the run may lapse: the run's own keeps the session alice's.
       await admin.del(`timeline:{${sessionId}}:caller`);
       await admin.expire(meta, 5000);
-      const historyAs = (who: string) => request(`${secured.url}/timeline/${sessionId}`, { headers: bearer(token(who)) });
+      const historyAs = (who: string) => request(secured.service.app).get(`/timeline/${sessionId}`).set(bearer(token(who)));
       expectJsonError(await historyAs('bob'), 404, 'session_not_found');
       expect((await streamAnswer(`${secured.url}/timeline/stream/${sessionId}`, bearer(token('bob')))).status).toBe(404);
       expect((await historyAs('alice')).status).toBe(200);
       expect(await admin.exists(`timeline:{${sessionId}}:caller`)).toBe(0);
 
       const anyone = newSessionId();
-      expect((await post(open.url, synthetic(anyone, { events: 1 }))).status).toBe(200);
-      expect((await request(`${open.url}/timeline/${anyone}`)).status).toBe(200);
+      expect((await post(open, synthetic(anyone, { events: 1 }))).status).toBe(200);
+      expect((await request(open.service.app).get(`/timeline/${anyone}`)).status).toBe(200);
       expect(await admin.exists(`timeline:{${anyone}}:meta`)).toBe(1);
       expect(await admin.hget(`timeline:{${anyone}}:meta`, 'caller')).toBeNull();
       expect(await admin.exists(`timeline:{${anyone}}:caller`)).toBe(0);

@@ -1,9 +1,9 @@
+import request from 'supertest';
 import { z } from 'zod';
 import type { SessionHistory } from '../../client-sdk/src/types';
 import { ModelError } from '../../server/models/model';
-import { createDefaultRegistry } from '../../server/workflows/registry';
 import type { Workflow } from '../../server/workflows/workflow';
-import { cancelSession, expectJsonError, getHistory, metricSample, postExecuteRaw, request } from '../helpers/api';
+import { expectJsonError, metricSample, postExecuteRaw } from '../helpers/api';
 import { execute, newSessionId, startService, synthetic, type RunningService } from '../helpers/service';
 import { isNamed, openSse, timelineEvents, type SseReader, seqAtLeast, openReady } from '../helpers/sse-reader';
 
@@ -26,7 +26,7 @@ const failingWorkflow = (name: string, error: Error): Workflow => ({
 /** Fails the way an overloaded provider does. */
 const overloadedWorkflow = failingWorkflow(
   'overloaded',
-  new ModelError('provider_overloaded', 'The model provider is overloaded'),
+  new ModelError('model_overloaded', 'The model provider is overloaded'),
 );
 /** Fails with a bug whose message must never reach a client. */
 const buggyWorkflow = failingWorkflow('buggy', new Error(SECRET));
@@ -42,6 +42,8 @@ describe('POST /execute validation', () => {
     await svc.close();
     await small.close();
   });
+  /** `POST /execute` with `text` as the body, exactly as given. */
+  const postRaw = (app: RunningService, text: string) => request(app.service.app).post('/execute').type('json').send(text);
 
   const valid = { project_id: 'p1', query: 'hello', workflow: 'synthetic', params: { events: 1 } };
   const without = (field: keyof typeof valid) => {
@@ -51,20 +53,22 @@ describe('POST /execute validation', () => {
   };
 
   it('accepts the boundaries it rejects beyond (project_id 128, query 32768, events = MAX_EVENTS_PER_SESSION)', async () => {
-    const response = await execute(svc.url, {
-      ...valid,
-      project_id: 'p'.repeat(128),
-      query: 'q'.repeat(32768),
-      context: [{ type: 'file', id: 'f1', extra: true }],
-      params: { events: 50, interval_ms: 0, payload_bytes: 0 },
-    });
-    expect(response.status).toBe(200);
+    const response = await request(svc.service.app)
+      .post('/execute')
+      .send({
+        ...valid,
+        project_id: 'p'.repeat(128),
+        query: 'q'.repeat(32768),
+        context: [{ type: 'file', id: 'f1', extra: true }],
+        params: { events: 50, interval_ms: 0, payload_bytes: 0 },
+      })
+      .expect(200);
     expect(response.body.status).toBe('completed');
   });
 
   it('answers 400 invalid_json for a body that is not JSON', async () => {
     for (const text of ['{"project_id":', 'not json', "{'a': 1}"]) {
-      expectJsonError(await postExecuteRaw(svc.url, text), 400, 'invalid_json');
+      expectJsonError(await postRaw(svc, text), 400, 'invalid_json');
     }
   });
 
@@ -93,7 +97,7 @@ describe('POST /execute validation', () => {
   ];
 
   it.each(invalid)('answers 400 invalid_request naming the field: %s', async (_name, body, field) => {
-    const message = expectJsonError(await postExecuteRaw(svc.url, JSON.stringify(body)), 400, 'invalid_request');
+    const message = expectJsonError(await request(svc.service.app).post('/execute').send(body as object), 400, 'invalid_request');
     expect(message).toMatch(field);
   });
 
@@ -147,53 +151,49 @@ describe('POST /execute validation', () => {
 
   it('answers 400 (not 500) for a compressed body that does not inflate', async () => {
     for (const encoding of ['gzip', 'deflate', 'br']) {
-      const response = await postExecuteRaw(svc.url, JSON.stringify(valid), { 'Content-Encoding': encoding });
+      const response = await request(svc.service.app).post('/execute').set('Content-Encoding', encoding).send(valid);
       expectJsonError(response, 400, 'invalid_request');
     }
   });
 
   it('answers 400 invalid_request for a body that is a JSON array, string, number or null', async () => {
     for (const text of ['[{"project_id":"p1","query":"q"}]', '"hello"', '42', 'null']) {
-      expectJsonError(await postExecuteRaw(svc.url, text), 400, 'invalid_request');
+      expectJsonError(await postRaw(svc, text), 400, 'invalid_request');
     }
   });
 
   it('does not claim the session of a rejected request', async () => {
     const sessionId = newSessionId();
-    const rejected = await postExecuteRaw(svc.url, JSON.stringify({ ...valid, session_id: sessionId, query: '' }));
+    const rejected = await request(svc.service.app).post('/execute').send({ ...valid, session_id: sessionId, query: '' });
     expectJsonError(rejected, 400, 'invalid_request');
-    expectJsonError(await getHistory(svc.url, sessionId), 404, 'session_not_found');
-    const accepted = await execute(svc.url, { ...valid, session_id: sessionId });
-    expect(accepted.status).toBe(200);
+    expectJsonError(await request(svc.service.app).get(`/timeline/${sessionId}`), 404, 'session_not_found');
+    await request(svc.service.app).post('/execute').send({ ...valid, session_id: sessionId }).expect(200);
   });
 
   it('answers 413 payload_too_large for a body over the limit, and accepts one under it', async () => {
-    const over = await postExecuteRaw(small.url, JSON.stringify({ ...valid, query: 'q'.repeat(2000) }));
+    const over = await request(small.service.app).post('/execute').send({ ...valid, query: 'q'.repeat(2000) });
     expectJsonError(over, 413, 'payload_too_large');
-    const under = await execute(small.url, { ...valid, query: 'q'.repeat(500) });
-    expect(under.status).toBe(200);
+    await request(small.service.app).post('/execute').send({ ...valid, query: 'q'.repeat(500) }).expect(200);
   });
 
   it('answers 409 session_conflict while the session runs and after it finished (ids compared in lower case)', async () => {
     const sessionId = newSessionId();
-    const started = await execute(svc.url, synthetic(sessionId, { events: 3, interval_ms: 300 }), {
-      Prefer: 'respond-async',
-    });
-    expect(started.status).toBe(202);
+    const app = svc.service.app;
+    await request(app).post('/execute').set('Prefer', 'respond-async').send(synthetic(sessionId, { events: 3, interval_ms: 300 })).expect(202);
 
-    const whileRunning = await postExecuteRaw(svc.url, JSON.stringify(synthetic(sessionId, { events: 1 })));
+    const whileRunning = await request(app).post('/execute').send(synthetic(sessionId, { events: 1 }));
     expect(expectJsonError(whileRunning, 409, 'session_conflict')).toContain(sessionId);
-    expect(whileRunning.json.session_id).toBe(sessionId);
-    expect((await getHistory(svc.url, sessionId)).json.status).toBe('running');
+    expect(whileRunning.body.session_id).toBe(sessionId);
+    expect((await request(app).get(`/timeline/${sessionId}`)).body.status).toBe('running');
 
     const reader = await openSse(`${svc.url}/timeline/stream/${sessionId}`);
     await reader.waitFor(isNamed('done'));
-    const afterFinished = await postExecuteRaw(svc.url, JSON.stringify(synthetic(sessionId.toUpperCase(), { events: 1 })));
+    const afterFinished = await request(app).post('/execute').send(synthetic(sessionId.toUpperCase(), { events: 1 }));
     expectJsonError(afterFinished, 409, 'session_conflict');
-    expect(afterFinished.json.session_id).toBe(sessionId);
+    expect(afterFinished.body.session_id).toBe(sessionId);
 
     // The conflicting requests did not touch the session's log.
-    const history = (await getHistory(svc.url, sessionId)).json;
+    const history: SessionHistory = (await request(app).get(`/timeline/${sessionId}`)).body;
     expect(history.events).toHaveLength(5);
     expect(history.done?.status).toBe('completed');
   });
@@ -205,8 +205,9 @@ describe('POST /execute validation', () => {
     ];
     for (const [headers, started] of modes) {
       const sessionId = newSessionId();
-      const body = JSON.stringify(synthetic(sessionId, { events: 3, interval_ms: 20 }));
-      const responses = await Promise.all([postExecuteRaw(svc.url, body, headers), postExecuteRaw(svc.url, body, headers)]);
+      const body = synthetic(sessionId, { events: 3, interval_ms: 20 });
+      const post = () => request(svc.service.app).post('/execute').set(headers).send(body);
+      const responses = await Promise.all([post(), post()]);
       expect(responses.map((r) => r.status).sort()).toEqual([started, 409]);
       expectJsonError(responses.find((r) => r.status === 409)!, 409, 'session_conflict');
       const reader = await openSse(`${svc.url}/timeline/stream/${sessionId}`);
@@ -220,13 +221,12 @@ describe('POST /execute validation', () => {
 describe('POST /execute runs', () => {
   let svc: RunningService;
   beforeAll(async () => {
-    const registry = createDefaultRegistry({ enableSynthetic: true, maxEventsPerSession: 10000 })
-      .register(overloadedWorkflow)
-      .register(buggyWorkflow);
-    svc = await startService({ keepAliveMs: null }, { registry });
+    svc = await startService({ keepAliveMs: null }, { workflows: [overloadedWorkflow, buggyWorkflow] });
   });
   afterAll(() => svc.close());
 
+  const app = () => svc.service.app;
+  const historyOf = async (sessionId: string): Promise<SessionHistory> => (await request(app()).get(`/timeline/${sessionId}`).expect(200)).body;
   const streamOf = (sessionId: string) => openReady(`${svc.url}/timeline/stream/${sessionId}`);
 
   /** `done` was signalled exactly once: one `done` on the stream, and the bus refuses another. */
@@ -235,20 +235,19 @@ describe('POST /execute runs', () => {
     const doneFrames = reader.frames.filter(isNamed('done'));
     expect(doneFrames).toHaveLength(1);
     expect(reader.frames.at(-1)).toBe(doneFrames[0]);
-    const history = (await getHistory(svc.url, sessionId)).json;
+    const history = await historyOf(sessionId);
     expect(history.status).toBe(status);
     expect(history.done).toMatchObject({ id: doneFrames[0].id, status });
     expect(await svc.service.bus.signalDone(sessionId, { status: 'completed' })).toBeNull();
-    expect((await getHistory(svc.url, sessionId)).json).toEqual(history);
+    expect(await historyOf(sessionId)).toEqual(history);
     return history;
   };
 
   it('sync: answers 200 with the summary; event_count is the number of events in the history', async () => {
     const sessionId = newSessionId();
     const reader = await streamOf(sessionId);
-    const response = await execute(svc.url, synthetic(sessionId, { events: 7 }));
-    expect(response.status).toBe(200);
-    expect(response.headers.get('content-type')).toMatch(/^application\/json/);
+    const response = await request(app()).post('/execute').send(synthetic(sessionId, { events: 7 })).expect(200);
+    expect(response.headers['content-type']).toMatch(/^application\/json/);
     expect(response.body).toEqual({
       session_id: sessionId,
       status: 'completed',
@@ -265,10 +264,12 @@ describe('POST /execute runs', () => {
 
   it('sync: the default agents workflow answers 200 and its event_count matches the history', async () => {
     const sessionId = newSessionId();
-    const response = await execute(svc.url, { project_id: 'p1', query: 'Write a haiku about streams', session_id: sessionId });
-    expect(response.status).toBe(200);
+    const response = await request(app())
+      .post('/execute')
+      .send({ project_id: 'p1', query: 'Write a haiku about streams', session_id: sessionId })
+      .expect(200);
     expect(response.body.status).toBe('completed');
-    const history = (await getHistory(svc.url, sessionId)).json;
+    const history = await historyOf(sessionId);
     expect(history.events).toHaveLength(response.body.event_count);
     expect(history.events.at(-1)?.type).toBe('WORKFLOW_COMPLETE');
     expect(history.done?.status).toBe('completed');
@@ -276,13 +277,14 @@ describe('POST /execute runs', () => {
 
   it('async: answers 202 with the stream url at once, while the run goes on to complete', async () => {
     const sessionId = newSessionId();
-    const response = await execute(svc.url, synthetic(sessionId, { events: 3, interval_ms: 300 }), {
-      Prefer: 'respond-async',
-    });
-    expect(response.status).toBe(202);
+    const response = await request(app())
+      .post('/execute')
+      .set('Prefer', 'respond-async')
+      .send(synthetic(sessionId, { events: 3, interval_ms: 300 }))
+      .expect(202);
     expect(response.body).toEqual({ session_id: sessionId, stream_url: `/timeline/stream/${sessionId}` });
 
-    const during = (await getHistory(svc.url, sessionId)).json;
+    const during = await historyOf(sessionId);
     expect(during.status).toBe('running');
     expect(during.done).toBeNull();
 
@@ -300,17 +302,14 @@ describe('POST /execute runs', () => {
   });
 
   it('without session_id, the server makes a UUID and the events are recorded (sync and async)', async () => {
-    const sync = await execute(svc.url, synthetic(undefined, { events: 2 }));
-    expect(sync.status).toBe(200);
+    const sync = await request(app()).post('/execute').send(synthetic(undefined, { events: 2 })).expect(200);
     expect(sync.body.session_id).toMatch(UUID);
-    const history = await getHistory(svc.url, sync.body.session_id);
-    expect(history.status).toBe(200);
-    expect(history.json.events).toHaveLength(sync.body.event_count);
-    expect(history.json.events.every((e) => e.session_id === sync.body.session_id)).toBe(true);
-    expect(history.json.done?.status).toBe('completed');
+    const history = await historyOf(sync.body.session_id);
+    expect(history.events).toHaveLength(sync.body.event_count);
+    expect(history.events.every((e) => e.session_id === sync.body.session_id)).toBe(true);
+    expect(history.done?.status).toBe('completed');
 
-    const async = await execute(svc.url, synthetic(undefined, { events: 2 }), { Prefer: 'respond-async' });
-    expect(async.status).toBe(202);
+    const async = await request(app()).post('/execute').set('Prefer', 'respond-async').send(synthetic(undefined, { events: 2 })).expect(202);
     expect(async.body.session_id).toMatch(UUID);
     expect(async.body.session_id).not.toBe(sync.body.session_id);
     expect(async.body.stream_url).toBe(`/timeline/stream/${async.body.session_id}`);
@@ -322,18 +321,15 @@ describe('POST /execute runs', () => {
   it('a provider error answers 502 workflow_failed; done is failed with the provider code; events end with WORKFLOW_ERROR', async () => {
     const sessionId = newSessionId();
     const reader = await streamOf(sessionId);
-    const response = await postExecuteRaw(
-      svc.url,
-      JSON.stringify({ project_id: 'p1', query: 'q', session_id: sessionId, workflow: 'overloaded' }),
-    );
+    const response = await request(app()).post('/execute').send({ project_id: 'p1', query: 'q', session_id: sessionId, workflow: 'overloaded' });
     expect(expectJsonError(response, 502, 'workflow_failed')).toBe('The model provider is overloaded');
-    expect(response.json.session_id).toBe(sessionId);
+    expect(response.body.session_id).toBe(sessionId);
 
     const history = await expectDoneOnce(sessionId, reader, 'failed');
     expect(history.done).toEqual({
       id: expect.any(String),
       status: 'failed',
-      error: { code: 'provider_overloaded', message: 'The model provider is overloaded' },
+      error: { code: 'model_overloaded', message: 'The model provider is overloaded' },
     });
     expect(history.events.map((e) => e.type)).toEqual(['WORKFLOW_START', 'AGENT_START', 'WORKFLOW_ERROR']);
     expect(history.events.at(-1)?.status).toBe('ERROR');
@@ -343,12 +339,9 @@ describe('POST /execute runs', () => {
   it('an unexpected error answers 500 internal_error and its message leaks nowhere', async () => {
     const sessionId = newSessionId();
     const reader = await streamOf(sessionId);
-    const response = await postExecuteRaw(
-      svc.url,
-      JSON.stringify({ project_id: 'p1', query: 'q', session_id: sessionId, workflow: 'buggy' }),
-    );
+    const response = await request(app()).post('/execute').send({ project_id: 'p1', query: 'q', session_id: sessionId, workflow: 'buggy' });
     expectJsonError(response, 500, 'internal_error');
-    expect(response.json.session_id).toBe(sessionId);
+    expect(response.body.session_id).toBe(sessionId);
     expect(response.text).not.toContain(SECRET);
 
     const history = await expectDoneOnce(sessionId, reader, 'failed');
@@ -361,11 +354,11 @@ describe('POST /execute runs', () => {
   it('cancel: a long run cancelled mid-way answers 200 cancelled; events end with WORKFLOW_CANCELLED', async () => {
     const sessionId = newSessionId();
     const reader = await streamOf(sessionId);
-    const pending = execute(svc.url, synthetic(sessionId, { events: 1000, interval_ms: 20 }));
+    // `then` sends the request now; the test awaits its answer later.
+    const pending = request(app()).post('/execute').send(synthetic(sessionId, { events: 1000, interval_ms: 20 })).then((response) => response);
     await reader.waitFor((f) => f.event === undefined && JSON.parse(f.data).type === 'AGENT_MESSAGE');
 
-    const cancel = await cancelSession(svc.url, sessionId);
-    expect(cancel.status).toBe(202);
+    await request(app()).post(`/timeline/${sessionId}/cancel`).type('json').expect(202);
     const response = await pending;
     expect(response.status).toBe(200);
     expect(response.body).toMatchObject({ session_id: sessionId, status: 'cancelled' });
@@ -379,11 +372,11 @@ describe('POST /execute runs', () => {
   });
 
   it('counts one finished run per run, whatever the outcome', async () => {
-    const before = (await request(`${svc.url}/metrics`)).text;
-    const body = (workflow: string) => JSON.stringify({ project_id: 'p1', query: 'q', workflow });
-    await postExecuteRaw(svc.url, body('overloaded'));
-    await postExecuteRaw(svc.url, body('synthetic'));
-    const after = (await request(`${svc.url}/metrics`)).text;
+    const before = (await request(app()).get('/metrics').expect(200)).text;
+    const body = (workflow: string) => ({ project_id: 'p1', query: 'q', workflow });
+    await request(app()).post('/execute').send(body('overloaded')).expect(502);
+    await request(app()).post('/execute').send(body('synthetic')).expect(200);
+    const after = (await request(app()).get('/metrics').expect(200)).text;
     const delta = (outcome: string) =>
       metricSample(after, `timeline_runs_total{outcome="${outcome}"}`) -
       metricSample(before, `timeline_runs_total{outcome="${outcome}"}`);

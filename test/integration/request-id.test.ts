@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import { createDefaultRegistry } from '../../server/workflows/registry';
 import type { Workflow } from '../../server/workflows/workflow';
 import { expectJsonError, postExecuteRaw, request } from '../helpers/api';
 import { capturedLog, type CapturedLog, type LogRecord } from '../helpers/log-capture';
@@ -26,9 +25,7 @@ let authedLogs: CapturedLog;
 
 beforeAll(async () => {
   logs = capturedLog();
-  const registry = createDefaultRegistry({ enableSynthetic: true, maxEventsPerSession: 100 });
-  registry.register(loggingWorkflow);
-  svc = await startService({ keepAliveMs: null, corsOrigins: ['https://app.example'] }, { log: logs.log, registry });
+  svc = await startService({ keepAliveMs: null, corsOrigins: ['https://app.example'] }, { log: logs.log, workflows: [loggingWorkflow] });
   authedLogs = capturedLog();
   authed = await startService({ keepAliveMs: null, apiKey: 'sekrit-key-for-request-ids' }, { log: authedLogs.log });
 });

@@ -1,7 +1,6 @@
 import jwt from 'jsonwebtoken';
 import { z } from 'zod';
 import type { DonePayload, TimelineEvent } from '../../client-sdk/src/types';
-import { createDefaultRegistry } from '../../server/workflows/registry';
 import type { Workflow } from '../../server/workflows/workflow';
 import { cancelSession, executeAsync, expectJsonError, getHistory, postExecuteRaw } from '../helpers/api';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server';
@@ -25,8 +24,7 @@ const stuckWorkflow: Workflow = {
 describe('MAX_RUN_DURATION_MS', () => {
   let svc: RunningService;
   beforeAll(async () => {
-    const registry = createDefaultRegistry({ enableSynthetic: true, maxEventsPerSession: 100 }).register(stuckWorkflow);
-    svc = await startService({ maxRunDurationMs: 400, keepAliveMs: null }, { registry });
+    svc = await startService({ maxRunDurationMs: 400, keepAliveMs: null }, { workflows: [stuckWorkflow] });
   });
   afterAll(() => svc.close());
 
@@ -167,8 +165,7 @@ describe('MAX_EVENT_BYTES', () => {
   };
   let svc: RunningService;
   beforeAll(async () => {
-    const registry = createDefaultRegistry({ enableSynthetic: true, maxEventsPerSession: 100, maxEventBytes: LIMIT }).register(oversized);
-    svc = await startService({ maxEventBytes: LIMIT, keepAliveMs: null }, { registry });
+    svc = await startService({ maxEventBytes: LIMIT, keepAliveMs: null }, { workflows: [oversized] });
   });
   afterAll(() => svc.close());
 
@@ -220,8 +217,7 @@ describe('MAX_PUBLISH_BACKLOG_BYTES', () => {
   };
   let svc: RunningService;
   beforeAll(async () => {
-    const registry = createDefaultRegistry({ enableSynthetic: true, maxEventsPerSession: 1000 }).register(firehose as Workflow);
-    svc = await startService({ maxEventBytes: 4096, maxPublishBacklogBytes: 16 * 1024, keepAliveMs: null }, { registry });
+    svc = await startService({ maxEventBytes: 4096, maxPublishBacklogBytes: 16 * 1024, keepAliveMs: null }, { workflows: [firehose as Workflow] });
   });
   afterAll(() => svc.close());
 

@@ -1,11 +1,12 @@
+import request from 'supertest';
+import type { SessionHistory } from '../../client-sdk/src/types';
 import type { LogSlice } from '../../server/timeline/bus';
 import { MemoryBus } from '../../server/timeline/memory-bus';
 import { compareEventIds } from '../../server/timeline/event-id';
-import { cancelSession, executeAsync, expectJsonError, getHistory, metricSample, request } from '../helpers/api';
-import { execute, newSessionId, startService, type RunningService, synthetic } from '../helpers/service';
+import { expectJsonError, metricSample } from '../helpers/api';
+import { createTestService, newSessionId, startService, type RunningService, synthetic } from '../helpers/service';
 import { isNamed, openSse, timelineEvents } from '../helpers/sse-reader';
 import { draft, range } from '../helpers/timeline-fixtures';
-
 
 /** A real in-memory bus whose readiness probe fails, as an unreachable Redis would. */
 class UnreachableBus extends MemoryBus {
@@ -21,52 +22,57 @@ describe('session routes', () => {
   });
   afterAll(() => svc.close());
 
+  // Requests go through supertest on the app; streams are read on a real socket (svc.url).
+  const app = () => svc.service.app;
+  const run = (sessionId: string, events: number) => request(app()).post('/execute').send(synthetic(sessionId, { events })).expect(200);
+  const runAsync = (sessionId: string, params: Record<string, unknown>) =>
+    request(app()).post('/execute').set('Prefer', 'respond-async').send(synthetic(sessionId, params)).expect(202);
+  const history = (sessionId: string) => request(app()).get(`/timeline/${sessionId}`);
+  const cancel = (sessionId: string) => request(app()).post(`/timeline/${sessionId}/cancel`).type('json');
+
   describe('GET /timeline/:sessionId', () => {
     it('returns the history: events in seq and id order, done apart with its id, after every event', async () => {
       const sessionId = newSessionId();
-      const run = await execute(svc.url, synthetic(sessionId, { events: 6 }));
-      const response = await getHistory(svc.url, sessionId);
-      expect(response.status).toBe(200);
-      expect(response.headers.get('content-type')).toMatch(/^application\/json/);
-      const history = response.json;
-      expect(Object.keys(history).sort()).toEqual(['done', 'events', 'session_id', 'status']);
-      expect(history.session_id).toBe(sessionId);
-      expect(history.status).toBe('completed');
-      expect(history.events).toHaveLength(run.body.event_count);
-      expect(history.events.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
-      for (let i = 1; i < history.events.length; i++) {
-        expect(compareEventIds(history.events[i - 1].event_id, history.events[i].event_id)).toBe(-1);
+      const ran = await run(sessionId, 6);
+      const response = await history(sessionId).expect(200);
+      expect(response.headers['content-type']).toMatch(/^application\/json/);
+      const body: SessionHistory = response.body;
+      expect(Object.keys(body).sort()).toEqual(['done', 'events', 'session_id', 'status']);
+      expect(body.session_id).toBe(sessionId);
+      expect(body.status).toBe('completed');
+      expect(body.events).toHaveLength(ran.body.event_count);
+      expect(body.events.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+      for (let i = 1; i < body.events.length; i++) {
+        expect(compareEventIds(body.events[i - 1].event_id, body.events[i].event_id)).toBe(-1);
       }
-      expect(history.events.every((e) => e.session_id === sessionId)).toBe(true);
-      expect(history.done).toEqual({ id: expect.any(String), status: 'completed', result: { events: 6 } });
-      const doneId = history.done!.id;
-      expect(compareEventIds(history.events.at(-1)!.event_id, doneId)).toBe(-1);
-      expect(history.events.some((e) => e.event_id === doneId || (e as { type: string }).type === 'done')).toBe(false);
+      expect(body.events.every((e) => e.session_id === sessionId)).toBe(true);
+      expect(body.done).toEqual({ id: expect.any(String), status: 'completed', result: { events: 6 } });
+      const doneId = body.done!.id;
+      expect(compareEventIds(body.events.at(-1)!.event_id, doneId)).toBe(-1);
+      expect(body.events.some((e) => e.event_id === doneId || (e as { type: string }).type === 'done')).toBe(false);
     });
 
     it('matches what a stream delivers, ids included', async () => {
       const sessionId = newSessionId();
-      await execute(svc.url, synthetic(sessionId, { events: 4 }));
+      await run(sessionId, 4);
       const reader = await openSse(`${svc.url}/timeline/stream/${sessionId}`);
       const done = await reader.waitFor(isNamed('done'));
-      const history = (await getHistory(svc.url, sessionId)).json;
-      expect(history.events).toEqual(timelineEvents(reader));
-      expect(history.done).toEqual({ id: done.id, ...JSON.parse(done.data) });
+      const body: SessionHistory = (await history(sessionId).expect(200)).body;
+      expect(body.events).toEqual(timelineEvents(reader));
+      expect(body.done).toEqual({ id: done.id, ...JSON.parse(done.data) });
     });
 
     it('shows a running session as running with done null', async () => {
       const sessionId = newSessionId();
-      const started = await executeAsync(svc.url, synthetic(sessionId, { events: 3, interval_ms: 300 }));
-      expect(started.status).toBe(202);
-      const during = await getHistory(svc.url, sessionId);
-      expect(during.status).toBe(200);
-      expect(during.json.status).toBe('running');
-      expect(during.json.done).toBeNull();
-      expect(during.json.events[0].type).toBe('WORKFLOW_START');
+      await runAsync(sessionId, { events: 3, interval_ms: 300 });
+      const during = await history(sessionId).expect(200);
+      expect(during.body.status).toBe('running');
+      expect(during.body.done).toBeNull();
+      expect(during.body.events[0].type).toBe('WORKFLOW_START');
 
       const reader = await openSse(`${svc.url}/timeline/stream/${sessionId}`);
       await reader.waitFor(isNamed('done'));
-      expect((await getHistory(svc.url, sessionId)).json.status).toBe('completed');
+      expect((await history(sessionId)).body.status).toBe('completed');
     });
 
     it('returns a log longer than a read page in full, and what is retained when the cap trims faster than it pages', async () => {
@@ -82,7 +88,7 @@ describe('session routes', () => {
         }
       }
       const bus = new BurstAfterRead({ maxEventsPerSession: 1200 });
-      const own = await startService({ keepAliveMs: null }, { bus });
+      const own = createTestService({ keepAliveMs: null }, { bus });
       const publish = async (sessionId: string, from: number, to: number) => {
         for (let seq = from; seq <= to; seq++) await bus.publish(sessionId, draft(sessionId, seq));
       };
@@ -91,7 +97,7 @@ describe('session routes', () => {
         expect(await bus.claimRun(long, 'owner', 10000)).toBe(true);
         await publish(long, 1, 1100);
         await bus.signalDone(long, { status: 'completed' });
-        const full = (await getHistory(own.url, long)).json;
+        const full: SessionHistory = (await request(own.app).get(`/timeline/${long}`).expect(200)).body;
         expect(full.status).toBe('completed');
         expect(full.events.map((e) => e.seq)).toEqual(range(1, 1100));
         expect(full.done).toMatchObject({ status: 'completed' });
@@ -101,7 +107,7 @@ describe('session routes', () => {
         expect(await bus.claimRun(busy, 'owner', 10000)).toBe(true);
         await publish(busy, 1, 1200);
         bus.burst = () => publish(busy, 1201, 1800);
-        const retained = (await getHistory(own.url, busy)).json;
+        const retained: SessionHistory = (await request(own.app).get(`/timeline/${busy}`).expect(200)).body;
         expect(retained.status).toBe('running');
         expect(retained.events.map((e) => e.seq)).toEqual(range(601, 1800));
         expect(retained.done).toBeNull();
@@ -111,7 +117,7 @@ describe('session routes', () => {
     });
 
     it('answers 404 session_not_found for a session never seen', async () => {
-      const message = expectJsonError(await getHistory(svc.url, newSessionId()), 404, 'session_not_found');
+      const message = expectJsonError(await history(newSessionId()), 404, 'session_not_found');
       expect(message.length).toBeGreaterThan(0);
     });
 
@@ -120,25 +126,25 @@ describe('session routes', () => {
       const reader = await openSse(`${svc.url}/timeline/stream/${sessionId}`);
       const ready = await reader.waitFor(isNamed('ready'));
       expect(JSON.parse(ready.data).status).toBe('waiting');
-      expectJsonError(await getHistory(svc.url, sessionId), 404, 'session_not_found');
-      expectJsonError(await cancelSession(svc.url, sessionId), 404, 'session_not_found');
+      expectJsonError(await history(sessionId), 404, 'session_not_found');
+      expectJsonError(await cancel(sessionId), 404, 'session_not_found');
       reader.destroy();
       await reader.ended;
-      expectJsonError(await getHistory(svc.url, sessionId), 404, 'session_not_found');
+      expectJsonError(await history(sessionId), 404, 'session_not_found');
     });
 
     it('answers 400 invalid_session_id for an id that is not a UUID', async () => {
       for (const bad of ['abc', '123e4567e89b12d3a456426614174000', `${newSessionId()}x`]) {
-        expectJsonError(await getHistory(svc.url, bad), 400, 'invalid_session_id');
-        expectJsonError(await cancelSession(svc.url, bad), 400, 'invalid_session_id');
+        expectJsonError(await history(bad), 400, 'invalid_session_id');
+        expectJsonError(await cancel(bad), 400, 'invalid_session_id');
       }
     });
 
     it('answers 400 invalid_session_id (not 500) for an id that is not even valid percent-encoding', async () => {
       for (const bad of ['%E0%A4%A', '%ZZ']) {
-        expectJsonError(await getHistory(svc.url, bad), 400, 'invalid_session_id');
-        expectJsonError(await cancelSession(svc.url, bad), 400, 'invalid_session_id');
-        expectJsonError(await request(`${svc.url}/timeline/stream/${bad}`), 400, 'invalid_session_id');
+        expectJsonError(await history(bad), 400, 'invalid_session_id');
+        expectJsonError(await cancel(bad), 400, 'invalid_session_id');
+        expectJsonError(await request(app()).get(`/timeline/stream/${bad}`), 400, 'invalid_session_id');
       }
     });
   });
@@ -146,11 +152,9 @@ describe('session routes', () => {
   describe('POST /timeline/:sessionId/cancel', () => {
     it('answers 202 cancelling for a running session, whose run then ends cancelled', async () => {
       const sessionId = newSessionId();
-      const started = await executeAsync(svc.url, synthetic(sessionId, { events: 1000, interval_ms: 20 }));
-      expect(started.status).toBe(202);
-      const cancel = await cancelSession(svc.url, sessionId.toUpperCase());
-      expect(cancel.status).toBe(202);
-      expect(cancel.json).toEqual({ session_id: sessionId, status: 'cancelling' });
+      await runAsync(sessionId, { events: 1000, interval_ms: 20 });
+      const cancelled = await cancel(sessionId.toUpperCase()).expect(202);
+      expect(cancelled.body).toEqual({ session_id: sessionId, status: 'cancelling' });
 
       const reader = await openSse(`${svc.url}/timeline/stream/${sessionId}`);
       const done = await reader.waitFor(isNamed('done'));
@@ -159,42 +163,36 @@ describe('session routes', () => {
     });
 
     it('answers 404 session_not_found when no run was started', async () => {
-      expectJsonError(await cancelSession(svc.url, newSessionId()), 404, 'session_not_found');
+      expectJsonError(await cancel(newSessionId()), 404, 'session_not_found');
     });
 
     it('answers 409 session_finished once the run finished', async () => {
       const sessionId = newSessionId();
-      await execute(svc.url, synthetic(sessionId, { events: 1 }));
-      expectJsonError(await cancelSession(svc.url, sessionId), 409, 'session_finished');
-      expect((await getHistory(svc.url, sessionId)).json.done?.status).toBe('completed');
+      await run(sessionId, 1);
+      expectJsonError(await cancel(sessionId), 409, 'session_finished');
+      expect((await history(sessionId)).body.done?.status).toBe('completed');
     });
   });
 
   describe('health, readiness and metrics', () => {
     it('GET /healthz and GET /readyz answer 200', async () => {
-      const health = await request(`${svc.url}/healthz`);
-      expect(health.status).toBe(200);
-      const ready = await request(`${svc.url}/readyz`);
-      expect(ready.status).toBe(200);
-      expect(ready.headers.get('content-type')).toMatch(/^application\/json/);
+      await request(app()).get('/healthz').expect(200);
+      await request(app()).get('/readyz').expect(200).expect('Content-Type', /^application\/json/);
     });
 
     it('GET /readyz answers 503 not_ready when the bus cannot be reached, while /healthz stays 200', async () => {
-      const down = await startService({ keepAliveMs: null }, { bus: new UnreachableBus() });
+      const down = createTestService({ keepAliveMs: null }, { bus: new UnreachableBus() });
       try {
-        const ready = await request(`${down.url}/readyz`);
-        const message = expectJsonError(ready, 503, 'not_ready');
+        const message = expectJsonError(await request(down.app).get('/readyz'), 503, 'not_ready');
         expect(message).not.toContain('ECONNREFUSED');
-        expect((await request(`${down.url}/healthz`)).status).toBe(200);
+        await request(down.app).get('/healthz').expect(200);
       } finally {
         await down.close();
       }
     });
 
     it('GET /metrics is Prometheus text whose counters move with a run and whose gauge counts open streams', async () => {
-      const before = await request(`${svc.url}/metrics`);
-      expect(before.status).toBe(200);
-      expect(before.headers.get('content-type')).toMatch(/^text\/plain/);
+      const before = await request(app()).get('/metrics').expect(200).expect('Content-Type', /^text\/plain/);
       expect(before.text).toMatch(/^# HELP timeline_streams_open /m);
       expect(before.text).toMatch(/^# TYPE timeline_events_published_total counter$/m);
       expect(before.text).toMatch(/^# TYPE timeline_runs_total counter$/m);
@@ -202,17 +200,16 @@ describe('session routes', () => {
       const sessionId = newSessionId();
       const reader = await openSse(`${svc.url}/timeline/stream/${sessionId}`);
       await reader.waitFor(isNamed('ready'));
-      const open = (await request(`${svc.url}/metrics`)).text;
+      const open = (await request(app()).get('/metrics')).text;
       expect(metricSample(open, 'timeline_streams_open')).toBe(metricSample(before.text, 'timeline_streams_open') + 1);
 
-      const run = await execute(svc.url, synthetic(sessionId, { events: 5 }));
-      expect(run.status).toBe(200);
+      const ran = await run(sessionId, 5);
       await reader.ended;
-      const after = (await request(`${svc.url}/metrics`)).text;
+      const after = (await request(app()).get('/metrics')).text;
       expect(
         metricSample(after, 'timeline_events_published_total') -
           metricSample(before.text, 'timeline_events_published_total'),
-      ).toBe(run.body.event_count);
+      ).toBe(ran.body.event_count);
       expect(
         metricSample(after, 'timeline_runs_total{outcome="completed"}') -
           metricSample(before.text, 'timeline_runs_total{outcome="completed"}'),
@@ -222,9 +219,9 @@ describe('session routes', () => {
 
   describe('unknown routes and methods', () => {
     it('answers 404 not_found in JSON for an unknown route', async () => {
-      expectJsonError(await request(`${svc.url}/nope`), 404, 'not_found');
-      expectJsonError(await request(`${svc.url}/timeline`, { method: 'POST' }), 404, 'not_found');
-      expectJsonError(await request(`${svc.url}/timeline/${newSessionId()}/nope`), 404, 'not_found');
+      expectJsonError(await request(app()).get('/nope'), 404, 'not_found');
+      expectJsonError(await request(app()).post('/timeline'), 404, 'not_found');
+      expectJsonError(await request(app()).get(`/timeline/${newSessionId()}/nope`), 404, 'not_found');
     });
 
     it('answers 405 in JSON with an Allow header for a wrong method on a known path', async () => {
@@ -237,17 +234,15 @@ describe('session routes', () => {
         ['POST', `/timeline/stream/${newSessionId()}`, 'GET'],
       ];
       for (const [method, path, allowed] of cases) {
-        const response = await request(`${svc.url}${path}`, { method });
+        const response = await request(app())[method.toLowerCase() as 'get' | 'put' | 'delete' | 'post'](path);
         expectJsonError(response, 405, 'method_not_allowed');
-        expect(response.headers.get('allow')).toBe(allowed);
+        expect(response.headers.allow).toBe(allowed);
       }
     });
   });
 
   it('GET / serves the demo page as HTML', async () => {
-    const page = await request(`${svc.url}/`);
-    expect(page.status).toBe(200);
-    expect(page.headers.get('content-type')).toMatch(/^text\/html/);
+    const page = await request(app()).get('/').expect(200).expect('Content-Type', /^text\/html/);
     expect(page.text).toMatch(/<html/i);
   });
 });
@@ -256,15 +251,12 @@ describe('CORS', () => {
   const ORIGIN = 'https://app.example';
   const PREFLIGHT_HEADERS = ['Content-Type', 'Prefer', 'Authorization', 'Last-Event-ID'];
 
-  const preflight = (url: string, origin: string) =>
-    request(`${url}/execute`, {
-      method: 'OPTIONS',
-      headers: {
-        Origin: origin,
-        'Access-Control-Request-Method': 'POST',
-        'Access-Control-Request-Headers': PREFLIGHT_HEADERS.join(', ').toLowerCase(),
-      },
-    });
+  const preflight = (svc: RunningService, origin: string) =>
+    request(svc.service.app)
+      .options('/execute')
+      .set('Origin', origin)
+      .set('Access-Control-Request-Method', 'POST')
+      .set('Access-Control-Request-Headers', PREFLIGHT_HEADERS.join(', ').toLowerCase());
 
   describe('with CORS_ORIGINS set', () => {
     let svc: RunningService;
@@ -274,17 +266,18 @@ describe('CORS', () => {
     afterAll(() => svc.close());
 
     it('answers Access-Control-Allow-Origin to an allowed origin on JSON responses, errors included', async () => {
-      const health = await request(`${svc.url}/healthz`, { headers: { Origin: ORIGIN } });
-      expect(health.headers.get('access-control-allow-origin')).toBe(ORIGIN);
+      const app = svc.service.app;
+      await request(app).get('/healthz').set('Origin', ORIGIN).expect('Access-Control-Allow-Origin', ORIGIN);
 
       const sessionId = newSessionId();
-      const run = await execute(svc.url, synthetic(sessionId, { events: 1 }), { Origin: ORIGIN });
-      expect(run.status).toBe(200);
-      expect(run.headers.get('access-control-allow-origin')).toBe(ORIGIN);
+      await request(app)
+        .post('/execute')
+        .set('Origin', ORIGIN)
+        .send(synthetic(sessionId, { events: 1 }))
+        .expect(200)
+        .expect('Access-Control-Allow-Origin', ORIGIN);
 
-      const missing = await request(`${svc.url}/timeline/${newSessionId()}`, { headers: { Origin: ORIGIN } });
-      expect(missing.status).toBe(404);
-      expect(missing.headers.get('access-control-allow-origin')).toBe(ORIGIN);
+      await request(app).get(`/timeline/${newSessionId()}`).set('Origin', ORIGIN).expect(404).expect('Access-Control-Allow-Origin', ORIGIN);
     });
 
     it('answers it on the SSE stream and on the 204 of a reconnect after done', async () => {
@@ -293,34 +286,31 @@ describe('CORS', () => {
       expect(reader.status).toBe(200);
       expect(reader.headers['access-control-allow-origin']).toBe(ORIGIN);
       await reader.waitFor(isNamed('ready'));
-      await execute(svc.url, synthetic(sessionId, { events: 1 }));
+      await request(svc.service.app).post('/execute').send(synthetic(sessionId, { events: 1 })).expect(200);
       const done = await reader.waitFor(isNamed('done'));
 
-      const again = await openSse(`${svc.url}/timeline/stream/${sessionId}`, {
-        headers: { Origin: ORIGIN, 'Last-Event-ID': done.id! },
-      });
-      expect(again.status).toBe(204);
-      expect(again.headers['access-control-allow-origin']).toBe(ORIGIN);
-      await again.ended;
+      await request(svc.service.app)
+        .get(`/timeline/stream/${sessionId}`)
+        .set('Origin', ORIGIN)
+        .set('Last-Event-ID', done.id!)
+        .expect(204)
+        .expect('Access-Control-Allow-Origin', ORIGIN);
     });
 
     it('answers a preflight for POST /execute allowing Content-Type, Prefer, Authorization and Last-Event-ID', async () => {
-      const response = await preflight(svc.url, ORIGIN);
-      expect(response.status).toBe(204);
-      expect(response.headers.get('access-control-allow-origin')).toBe(ORIGIN);
-      expect(response.headers.get('access-control-allow-methods')?.split(',')).toContain('POST');
-      const allowed = (response.headers.get('access-control-allow-headers') ?? '')
+      const response = await preflight(svc, ORIGIN).expect(204).expect('Access-Control-Allow-Origin', ORIGIN);
+      expect(response.headers['access-control-allow-methods']?.split(',')).toContain('POST');
+      const allowed = (response.headers['access-control-allow-headers'] ?? '')
         .split(',')
-        .map((header) => header.trim().toLowerCase());
+        .map((header: string) => header.trim().toLowerCase());
       for (const header of PREFLIGHT_HEADERS) expect(allowed).toContain(header.toLowerCase());
     });
 
     it('gives a disallowed origin no Access-Control-Allow-Origin', async () => {
       const evil = 'https://evil.example';
-      const health = await request(`${svc.url}/healthz`, { headers: { Origin: evil } });
-      expect(health.status).toBe(200);
-      expect(health.headers.get('access-control-allow-origin')).toBeNull();
-      expect((await preflight(svc.url, evil)).headers.get('access-control-allow-origin')).toBeNull();
+      const health = await request(svc.service.app).get('/healthz').set('Origin', evil).expect(200);
+      expect(health.headers['access-control-allow-origin']).toBeUndefined();
+      expect((await preflight(svc, evil)).headers['access-control-allow-origin']).toBeUndefined();
       const reader = await openSse(`${svc.url}/timeline/stream/${newSessionId()}`, { headers: { Origin: evil } });
       expect(reader.status).toBe(200);
       expect(reader.headers['access-control-allow-origin']).toBeUndefined();
@@ -335,20 +325,17 @@ describe('CORS', () => {
     });
     afterAll(() => svc.close());
 
-    const corsHeaders = (headers: Headers | Record<string, unknown>) => {
-      const names: string[] = [];
-      if (headers instanceof Headers) headers.forEach((_value, name) => names.push(name));
-      else names.push(...Object.keys(headers));
-      return names.filter((name) => name.toLowerCase().startsWith('access-control-'));
-    };
+    const corsHeaders = (headers: Record<string, unknown>) =>
+      Object.keys(headers).filter((name) => name.toLowerCase().startsWith('access-control-'));
 
     it('sends no CORS headers at all, on responses, streams and preflights', async () => {
-      expect(corsHeaders((await request(`${svc.url}/healthz`, { headers: { Origin: ORIGIN } })).headers)).toEqual([]);
+      const app = svc.service.app;
+      expect(corsHeaders((await request(app).get('/healthz').set('Origin', ORIGIN)).headers)).toEqual([]);
       // No origin but the service's own may POST (cross-site.test.ts).
-      const run = await execute(svc.url, synthetic(newSessionId(), { events: 1 }), { Origin: ORIGIN });
-      expect({ status: run.status, code: run.body.error?.code }).toEqual({ status: 403, code: 'origin_not_allowed' });
+      const run = await request(app).post('/execute').set('Origin', ORIGIN).send(synthetic(newSessionId(), { events: 1 })).expect(403);
+      expect(run.body.error?.code).toBe('origin_not_allowed');
       expect(corsHeaders(run.headers)).toEqual([]);
-      expect(corsHeaders((await preflight(svc.url, ORIGIN)).headers)).toEqual([]);
+      expect(corsHeaders((await preflight(svc, ORIGIN)).headers)).toEqual([]);
       const reader = await openSse(`${svc.url}/timeline/stream/${newSessionId()}`, { headers: { Origin: ORIGIN } });
       expect(reader.status).toBe(200);
       expect(corsHeaders(reader.headers)).toEqual([]);

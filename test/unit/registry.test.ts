@@ -21,7 +21,7 @@ describe('WorkflowRegistry', () => {
   it('refuses a second workflow with the same name', () => {
     const registry = new WorkflowRegistry().register(stubWorkflow('a'));
     const duplicate = stubWorkflow('a');
-    expect(() => registry.register(duplicate)).toThrow('Workflow "a" is already registered');
+    expect(() => registry.register(duplicate)).toThrow('A workflow named "a" is already registered (registered: a)');
     expect(registry.get('a')).not.toBe(duplicate);
   });
 });

@@ -3,7 +3,7 @@ import { startupWarnings } from '../../server/startup-warnings';
 
 describe('startupWarnings', () => {
   const codes = (config: Partial<typeof DEFAULT_CONFIG>, production = true) =>
-    startupWarnings({ ...DEFAULT_CONFIG, ...config }, { production }).map((warning) => `${warning.level} ${warning.code}`);
+    startupWarnings({ ...DEFAULT_CONFIG, ...config }, { production }).map((warning) => `${warning.level} ${warning.warning}`);
 
   it('says nothing outside production', () => {
     expect(codes({ enableSynthetic: true }, false)).toEqual([]);
