@@ -1,9 +1,10 @@
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
 import type { Logger } from 'pino';
 import type { Config } from './config';
 import { createApp } from './http/app';
+import { createHttpServer } from './http/http-server';
 import { StreamRegistry } from './http/stream-registry';
 import { createLogger } from './log';
 import { Metrics } from './metrics';
@@ -59,6 +60,10 @@ export function createService(config: Config, parts: ServiceParts = {}): Service
     retryMs: config.retryMs,
     keepAliveMs: config.keepAliveMs,
     idleTimeoutMs: config.streamIdleTimeoutMs,
+    maxBufferedBytes: config.maxBufferedBytes,
+    slowReaderTimeoutMs: config.slowReaderTimeoutMs,
+    metrics,
+    log,
   });
   let closing: Promise<void> | null = null;
   const app = createApp({ config, bus, runs, registry, streams, metrics, log, isDraining: () => closing !== null });
@@ -66,7 +71,7 @@ export function createService(config: Config, parts: ServiceParts = {}): Service
 
   const listen = (port = config.port) =>
     new Promise<number>((resolve, reject) => {
-      server = createServer(app);
+      server = createHttpServer(app);
       server.once('error', reject);
       server.listen(port, () => resolve((server?.address() as AddressInfo).port));
     });

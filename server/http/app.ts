@@ -79,7 +79,7 @@ export function createApp(deps: AppDeps): Express {
   app.get('/', demoPageRoute);
   app.get('/assets/:file', demoAssetRoute);
 
-  app.get('/timeline/stream/:sessionId', access, streamRoute({ bus, config, streams, metrics, log }));
+  app.get('/timeline/stream/:sessionId', access, streamRoute({ bus, config, streams }));
   app.all('/timeline/stream/:sessionId', methodNotAllowed('GET'));
 
   // Any content type is read as JSON: `curl -d '{...}'` without a header should just work.

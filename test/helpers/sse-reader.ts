@@ -189,3 +189,29 @@ export const isNamed = (name: string) => (frame: SseFrame) => frame.event === na
 /** Matches the first timeline event whose seq is at least `seq` (in an ordered stream: that seq). */
 export const seqAtLeast = (seq: number) => (frame: SseFrame) =>
   frame.event === undefined && (JSON.parse(frame.data) as { seq: number }).seq >= seq;
+
+/** One field line of an SSE frame as the spec reads it: `[name, value]`; a comment has the name `''`. */
+export type WireField = [name: string, value: string];
+
+/**
+ * The frames of a raw SSE body, each as its field lines, parsed as the spec says
+ * (https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation):
+ * lines end with CRLF, LF or CR, a blank line ends a frame, a field's value starts after its
+ * colon and one optional space. For tests about the wire format without matching bytes.
+ */
+export function wireFrames(raw: string): WireField[][] {
+  const frames: WireField[][] = [];
+  let frame: WireField[] = [];
+  for (const line of raw.split(/\r\n|\r|\n/)) {
+    if (line === '') {
+      if (frame.length > 0) frames.push(frame);
+      frame = [];
+      continue;
+    }
+    const colon = line.indexOf(':');
+    const name = colon < 0 ? line : line.slice(0, colon);
+    const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
+    frame.push([name, value]);
+  }
+  return frames;
+}
