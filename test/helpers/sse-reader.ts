@@ -215,3 +215,10 @@ export function wireFrames(raw: string): WireField[][] {
   }
   return frames;
 }
+
+/** The `retry:` the server sent alone as its last frame (the shutdown hand-over hint); `null` if none. */
+export function trailingRetry(reader: SseReader): number | null {
+  const last = wireFrames(reader.raw).at(-1);
+  const complete = /(\r\n|\r|\n){2}$/.test(reader.raw);
+  return complete && last?.length === 1 && last[0][0] === 'retry' ? Number(last[0][1]) : null;
+}
