@@ -20,15 +20,19 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
   return { ...DEFAULT_CONFIG, port: 0, logLevel: 'silent', shutdownGraceMs: 2000, ...overrides };
 }
 
-/** Starts one service on a free port (real HTTP server, real sockets). */
-export async function startService(overrides: Partial<Config> = {}, parts: ServiceParts = {}): Promise<RunningService> {
-  const config = testConfig(overrides);
-  const service = createService(config, {
+/** A service on the test config, not listening: for supertest's `request(service.app)`; `close()` it after. */
+export function newService(overrides: Partial<Config> = {}, parts: ServiceParts = {}): Service {
+  return createService(testConfig(overrides), {
     log: pino({ level: 'silent' }),
     metrics: new Metrics({ processMetrics: false }),
     model: new ScriptedModel({ tokenDelayMs: 1 }),
     ...parts,
   });
+}
+
+/** Starts one service on a free port (real HTTP server, real sockets). */
+export async function startService(overrides: Partial<Config> = {}, parts: ServiceParts = {}): Promise<RunningService> {
+  const service = newService(overrides, parts);
   const port = await service.listen(0);
   return { service, url: `http://127.0.0.1:${port}`, close: () => service.close() };
 }

@@ -222,3 +222,40 @@ export function trailingRetry(reader: SseReader): number | null {
   const complete = /(\r\n|\r|\n){2}$/.test(reader.raw);
   return complete && last?.length === 1 && last[0][0] === 'retry' ? Number(last[0][1]) : null;
 }
+
+/** An SSE response read to its end through supertest (`sseBody`). */
+export interface SseBody {
+  frames: SseFrame[];
+  comments: string[];
+  retry: number | null;
+  raw: string;
+}
+
+/**
+ * A supertest/superagent `.parse()` for `text/event-stream`: reads the response with
+ * eventsource-parser as it arrives, calling `onFrame` for each frame (a test can act on
+ * `ready` while the stream is open), and gives the whole stream as `res.body` once the server
+ * ends it. Use with `.buffer(true)`.
+ */
+export function sseBody(onFrame: (frame: SseFrame) => void = () => undefined) {
+  return (response: unknown, done: (error: Error | null, body: SseBody) => void): void => {
+    const res = response as NodeJS.ReadableStream;
+    const body: SseBody = { frames: [], comments: [], retry: null, raw: '' };
+    const parser = createParser({
+      onEvent({ event, id, data }) {
+        const frame = { event, id, data };
+        body.frames.push(frame);
+        onFrame(frame);
+      },
+      onComment: (comment) => body.comments.push(comment),
+      onRetry: (retry) => (body.retry = retry),
+    });
+    res.setEncoding('utf8');
+    res.on('data', (chunk: string) => {
+      body.raw += chunk;
+      parser.feed(chunk);
+    });
+    res.on('end', () => done(null, body));
+    res.on('error', (error: Error) => done(error, body));
+  };
+}
