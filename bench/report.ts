@@ -17,12 +17,21 @@ export interface LoadRecord extends Omit<RunMeasurement, 'latencyMs' | 'ttfeMs' 
   throughput: number;
   /** CPU seconds of both server processes per 1,000 events received. */
   cpuPer1k: number;
+  /** The part of `cpuPer1k` spent by the instance holding the streams. */
+  cpuStreamsPer1k: number;
+  /** The part of `cpuPer1k` spent by the instance running the workflows (`POST /execute`, publishing). */
+  cpuRunsPer1k: number;
   /** CPU seconds of redis-server per 1,000 events received. */
   redisCpuPer1k: number;
   /** Peak RSS during the run of the instance holding the streams, MiB. */
   rssStreamsMiB: number;
   /** Peak RSS during the run of the instance running the workflows, MiB. */
   rssRunsMiB: number;
+  /**
+   * Stream readers that fell `MAX_BUFFERED_BYTES` behind during the run and caught up from the
+   * log (the service's `timeline_slow_readers_caught_up_total`; `NaN` for the baseline).
+   */
+  caughtUp: number;
 }
 
 /** One point of the growth curve (scenario e). */
@@ -75,9 +84,12 @@ const METRICS: Metric[] = [
   { key: 'ttfeP50', label: 'first event p50 ms', digits: 2 },
   { key: 'ttfeP99', label: 'first event p99 ms', digits: 2, target: { op: '<=', ratio: 1.5 } },
   { key: 'cpuPer1k', label: 'server CPU s/1k events', digits: 3, target: { op: '<=', ratio: 1.3 } },
+  { key: 'cpuStreamsPer1k', label: '  of which streams inst.', digits: 3 },
+  { key: 'cpuRunsPer1k', label: '  of which runs inst.', digits: 3 },
   { key: 'redisCpuPer1k', label: 'redis CPU s/1k events', digits: 3 },
   { key: 'rssStreamsMiB', label: 'RSS streams inst. MiB', digits: 0 },
   { key: 'rssRunsMiB', label: 'RSS runs inst. MiB', digits: 0 },
+  { key: 'caughtUp', label: 'readers caught up from the log', digits: 0 },
 ];
 
 export interface Verdict {

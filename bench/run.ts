@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type Redis from 'ioredis';
 import { startRedisServer } from '../test/helpers/redis-server';
-import { cpuSeconds, LoadClient, ROOT, rssBytes, startServer, waitFor200, type ServerProcess } from './processes';
+import { counterOf, cpuSeconds, LoadClient, ROOT, rssBytes, startServer, waitFor200, type ServerProcess } from './processes';
 import type { RunSpec } from './protocol';
 import { renderGrowthSvg, renderTable, summarize, type GrowthRecord, type Kind, type LoadRecord, type StalledRecord } from './report';
 import { percentile } from './stats';
@@ -84,6 +84,9 @@ function stalledScenario(quick: boolean): StalledScenario {
   // 128 events of 8 KiB: about 1 MiB published to every reader of each session.
   return { readers: quick ? 300 : 1000, runs: { sessions: 10, events: 128, intervalMs: 0, payloadBytes: 8192 } };
 }
+
+/** The service's count of readers that fell `MAX_BUFFERED_BYTES` behind and caught up from the log. */
+const CAUGHT_UP = 'timeline_slow_readers_caught_up_total';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -183,6 +186,7 @@ class Bench {
 
   private async measureRun(pair: Pair, runs: RunSpec[], scenario: string, rep: number): Promise<LoadRecord> {
     const pids = [pair.streams.pid, pair.runs.pid];
+    const caughtUpBefore = await counterOf(pair.streams.url, CAUGHT_UP);
     const cpuBefore = pids.map(cpuSeconds);
     const redisBefore = await this.redisCpu();
     const rss = { streams: rssBytes(pair.streams.pid), runs: rssBytes(pair.runs.pid) };
@@ -196,8 +200,10 @@ class Bench {
     } finally {
       clearInterval(sampler);
     }
-    const cpu = pids.map(cpuSeconds).reduce((sum, after, i) => sum + after - cpuBefore[i], 0);
+    const [cpuStreams, cpuRuns] = pids.map((pid, i) => cpuSeconds(pid) - cpuBefore[i]);
+    const cpu = cpuStreams + cpuRuns;
     const redisCpu = (await this.redisCpu()) - redisBefore;
+    const caughtUp = (await counterOf(pair.streams.url, CAUGHT_UP)) - caughtUpBefore;
     const { latencyMs, ttfeMs, elapsedMs, ...counts } = reply.measurement;
     return {
       scenario,
@@ -210,9 +216,12 @@ class Bench {
       ttfeP99: percentile(ttfeMs, 99),
       throughput: counts.events / (elapsedMs / 1000),
       cpuPer1k: cpu / (counts.events / 1000),
+      cpuStreamsPer1k: cpuStreams / (counts.events / 1000),
+      cpuRunsPer1k: cpuRuns / (counts.events / 1000),
       redisCpuPer1k: redisCpu / (counts.events / 1000),
       rssStreamsMiB: rss.streams / 2 ** 20,
       rssRunsMiB: rss.runs / 2 ** 20,
+      caughtUp,
       ...counts,
     };
   }
