@@ -42,6 +42,7 @@ export class SseStream implements FeedSink, RegisteredStream {
   private waiting: boolean;
   /** The stream was live (caught up) when its reader refused an event. */
   private fellBehindLive = false;
+  /** The feed delivers live (it caught up), so a refusal now means falling behind. */
   private caughtUp = false;
   /** better-sse sent the head: events may be written. */
   private headSent = false;
