@@ -45,12 +45,19 @@ function finish(state: StreamState): void {
   state.onFinish = null;
 }
 
+/** Stalled readers (`stall`): open, never read after their `ready`. */
+const stalled: http.ClientRequest[] = [];
+
 function onFrame(state: StreamState, frame: string, now: number): void {
   let event: string | undefined;
   let data = '';
   for (const line of frame.split('\n')) {
-    if (line.startsWith('data: ')) data = line.slice(6);
-    else if (line.startsWith('event: ')) event = line.slice(7);
+    // A field is `name:value`, one space after the colon optional; a comment starts with `:`.
+    const colon = line.indexOf(':');
+    if (colon <= 0) continue;
+    const value = line.charCodeAt(colon + 1) === 32 ? line.slice(colon + 2) : line.slice(colon + 1);
+    if (colon === 4 && line.startsWith('data')) data = value;
+    else if (colon === 5 && line.startsWith('event')) event = value;
   }
   if (event === undefined) {
     if (data === '') return; // a comment (`: ping`) or a bare `retry:`
@@ -146,7 +153,51 @@ function openStream(base: string, sessionId: string, timeoutMs: number): Promise
   });
 }
 
-async function openAll(base: string, sessionIds: string[], concurrency: number, timeoutMs: number): Promise<void> {
+/** Opens a stream, waits for its `ready` frame, then stops reading it for good. */
+function openStalled(base: string, sessionId: string, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(`${base}/timeline/stream/${sessionId}`, { agent: streamAgent, headers: { Accept: 'text/event-stream' } });
+    const timer = setTimeout(() => {
+      req.destroy();
+      reject(new Error(`no ready within ${timeoutMs} ms`));
+    }, timeoutMs);
+    req.once('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    req.once('response', (res) => {
+      if (res.statusCode !== 200) {
+        clearTimeout(timer);
+        res.resume();
+        req.destroy();
+        reject(new Error(`stream answered ${res.statusCode}`));
+        return;
+      }
+      let text = '';
+      res.setEncoding('utf8');
+      const onData = (chunk: string) => {
+        text += chunk;
+        if (!/(^|\n)event: ?ready\n[^]*?\n\n/.test(text)) return;
+        clearTimeout(timer);
+        res.off('data', onData);
+        // From here on nothing reads it: the socket's buffers fill, then the server's.
+        res.pause();
+        stalled.push(req);
+        resolve();
+      };
+      res.on('data', onData);
+      res.on('error', () => undefined);
+    });
+  });
+}
+
+async function openAll(
+  base: string,
+  sessionIds: string[],
+  concurrency: number,
+  timeoutMs: number,
+  open: (base: string, sessionId: string, timeoutMs: number) => Promise<void> = openStream,
+): Promise<void> {
   let next = 0;
   let failed = 0;
   const errors: string[] = [];
@@ -154,7 +205,7 @@ async function openAll(base: string, sessionIds: string[], concurrency: number, 
     while (next < sessionIds.length) {
       const sessionId = sessionIds[next++];
       try {
-        await openStream(base, sessionId, timeoutMs);
+        await open(base, sessionId, timeoutMs);
       } catch (error) {
         failed += 1;
         if (errors.length < 5) errors.push(`open ${sessionId}: ${(error as Error).message}`);
@@ -264,6 +315,7 @@ async function runAll(postBase: string, runs: RunSpec[], timeoutMs: number): Pro
 function closeAll(): void {
   for (const state of streams.values()) state.req.destroy();
   streams.clear();
+  for (const req of stalled.splice(0)) req.destroy();
   send({ type: 'closed' });
 }
 
@@ -271,7 +323,9 @@ process.on('message', (message: ToClient) => {
   const work =
     message.type === 'open'
       ? openAll(message.base, message.sessionIds, message.concurrency, message.timeoutMs)
-      : message.type === 'run'
+      : message.type === 'stall'
+        ? openAll(message.base, message.sessionIds, message.concurrency, message.timeoutMs, openStalled)
+        : message.type === 'run'
         ? runAll(message.postBase, message.runs, message.timeoutMs)
         : Promise.resolve(closeAll());
   work.catch((error: unknown) => send({ type: 'error', message: String(error) }));

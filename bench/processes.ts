@@ -43,6 +43,26 @@ function get(url: string): Promise<number> {
   });
 }
 
+/**
+ * A counter of the service's `GET /metrics` (`NaN` when the target has none, like the
+ * baseline, or does not answer).
+ */
+export function counterOf(base: string, name: string): Promise<number> {
+  return new Promise((resolve) => {
+    const req = http.get(`${base}/metrics`, { agent: false }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (text += chunk));
+      res.on('end', () => {
+        const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+        resolve(line === undefined ? NaN : Number(line.slice(name.length + 1)));
+      });
+    });
+    req.once('error', () => resolve(NaN));
+    req.setTimeout(5000, () => req.destroy());
+  });
+}
+
 /** Resolves once `GET url` answers 200 (the event loop runs and the bus is reachable). */
 export function waitFor200(url: string, timeoutMs: number, label: string, child?: ChildProcess): Promise<void> {
   return waitUntil(

@@ -10,6 +10,11 @@ export interface RunSpec {
 export type ToClient =
   /** Opens `GET <base>/timeline/stream/<id>` for each session and waits for its `ready`. */
   | { type: 'open'; base: string; sessionIds: string[]; concurrency: number; timeoutMs: number }
+  /**
+   * Opens a stream of each session (a session may be listed many times), waits for its
+   * `ready`, then stops reading it for good: a stalled reader. Answered with `opened`.
+   */
+  | { type: 'stall'; base: string; sessionIds: string[]; concurrency: number; timeoutMs: number }
   | { type: 'run'; postBase: string; runs: RunSpec[]; timeoutMs: number }
   | { type: 'close' };
 

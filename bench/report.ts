@@ -17,12 +17,21 @@ export interface LoadRecord extends Omit<RunMeasurement, 'latencyMs' | 'ttfeMs' 
   throughput: number;
   /** CPU seconds of both server processes per 1,000 events received. */
   cpuPer1k: number;
+  /** The part of `cpuPer1k` spent by the instance holding the streams. */
+  cpuStreamsPer1k: number;
+  /** The part of `cpuPer1k` spent by the instance running the workflows (`POST /execute`, publishing). */
+  cpuRunsPer1k: number;
   /** CPU seconds of redis-server per 1,000 events received. */
   redisCpuPer1k: number;
   /** Peak RSS during the run of the instance holding the streams, MiB. */
   rssStreamsMiB: number;
   /** Peak RSS during the run of the instance running the workflows, MiB. */
   rssRunsMiB: number;
+  /**
+   * Stream readers that fell `MAX_BUFFERED_BYTES` behind during the run and caught up from the
+   * log (the service's `timeline_slow_readers_caught_up_total`; `NaN` for the baseline).
+   */
+  caughtUp: number;
 }
 
 /** One point of the growth curve (scenario e). */
@@ -42,24 +51,45 @@ export interface GrowthRecord {
   sessions: number;
 }
 
+/** One scenario under stalled readers (f): what the stream instance's RSS grew by per stalled reader. */
+export interface StalledRecord {
+  target: Kind;
+  rep: number;
+  readers: number;
+  /** Bytes published to each stalled reader. */
+  bytesPerReader: number;
+  /** RSS of the stream instance with every stream open, before the runs, MiB. */
+  rssBeforeMiB: number;
+  /** Peak RSS of the stream instance during and just after the runs, MiB. */
+  rssPeakMiB: number;
+  /** (peak − before) / stalled readers, KiB. */
+  growthPerReaderKiB: number;
+  completeSessions: number;
+  sessions: number;
+}
+
 interface Metric {
   key: keyof LoadRecord;
   label: string;
   digits: number;
-  /** The service/baseline ratio the issue asks for. */
-  target?: { op: '<=' | '>='; ratio: number };
+  /** The service/baseline ratio the issue asks for, in the scenarios it names (all when unset). */
+  target?: { op: '<=' | '>='; ratio: number; scenarios?: string[] };
 }
 
 const METRICS: Metric[] = [
   { key: 'latencyP50', label: 'latency p50 ms', digits: 2 },
-  { key: 'latencyP99', label: 'latency p99 ms', digits: 2, target: { op: '<=', ratio: 1.3 } },
-  { key: 'throughput', label: 'throughput events/s', digits: 0, target: { op: '>=', ratio: 0.8 } },
+  // In b the baseline's p99 is queueing in its socket buffers, not the event path (README).
+  { key: 'latencyP99', label: 'latency p99 ms', digits: 2, target: { op: '<=', ratio: 1.3, scenarios: ['a', 'c'] } },
+  { key: 'throughput', label: 'throughput events/s', digits: 0, target: { op: '>=', ratio: 0.8, scenarios: ['b'] } },
   { key: 'ttfeP50', label: 'first event p50 ms', digits: 2 },
-  { key: 'ttfeP99', label: 'first event p99 ms', digits: 2, target: { op: '<=', ratio: 1.2 } },
-  { key: 'cpuPer1k', label: 'server CPU s/1k events', digits: 3, target: { op: '<=', ratio: 1.5 } },
+  { key: 'ttfeP99', label: 'first event p99 ms', digits: 2, target: { op: '<=', ratio: 1.5 } },
+  { key: 'cpuPer1k', label: 'server CPU s/1k events', digits: 3, target: { op: '<=', ratio: 1.3 } },
+  { key: 'cpuStreamsPer1k', label: '  of which streams inst.', digits: 3 },
+  { key: 'cpuRunsPer1k', label: '  of which runs inst.', digits: 3 },
   { key: 'redisCpuPer1k', label: 'redis CPU s/1k events', digits: 3 },
   { key: 'rssStreamsMiB', label: 'RSS streams inst. MiB', digits: 0 },
   { key: 'rssRunsMiB', label: 'RSS runs inst. MiB', digits: 0 },
+  { key: 'caughtUp', label: 'readers caught up from the log', digits: 0 },
 ];
 
 export interface Verdict {
@@ -77,7 +107,18 @@ export interface Summary {
   completeness: Array<{ scenario: string; target: Kind; complete: number; sessions: number; missing: number; duplicates: number }>;
   growth: Array<{ streams: number; service: Record<string, Spread>; baseline: Record<string, Spread> }>;
   growthVerdicts: Array<{ metric: string; value: number; target: string; holds: boolean }>;
+  stalled: {
+    readers: number;
+    bytesPerReader: number;
+    service: Record<string, Spread>;
+    baseline: Record<string, Spread>;
+    complete: Record<Kind, string>;
+    verdict: { metric: string; value: number; target: string; holds: boolean };
+  } | null;
 }
+
+/** Scenario `a` of a record titled `a. …`. */
+const keyOf = (scenario: string) => scenario.split('.')[0];
 
 const fmt = (value: number, digits: number) => (Number.isFinite(value) ? value.toFixed(digits) : '-');
 const fmtSpread = (s: Spread, digits: number) =>
@@ -87,7 +128,7 @@ function by<T extends { target: Kind }>(records: T[], target: Kind): T[] {
   return records.filter((record) => record.target === target);
 }
 
-export function summarize(load: LoadRecord[], growth: GrowthRecord[]): Summary {
+export function summarize(load: LoadRecord[], growth: GrowthRecord[], stalled: StalledRecord[] = []): Summary {
   const verdicts: Verdict[] = [];
   const completeness: Summary['completeness'] = [];
   for (const scenario of [...new Set(load.map((record) => record.scenario))]) {
@@ -96,7 +137,7 @@ export function summarize(load: LoadRecord[], growth: GrowthRecord[]): Summary {
       const service = spread(by(records, 'service').map((record) => record[metric.key] as number));
       const baseline = spread(by(records, 'baseline').map((record) => record[metric.key] as number));
       const ratio = service.median / baseline.median;
-      const target = metric.target;
+      const target = metric.target?.scenarios && !metric.target.scenarios.includes(keyOf(scenario)) ? undefined : metric.target;
       verdicts.push({
         scenario,
         metric: metric.label,
@@ -149,7 +190,32 @@ export function summarize(load: LoadRecord[], growth: GrowthRecord[]): Summary {
       holds: slope < 1,
     });
   }
-  return { verdicts, completeness, growth: growthRows, growthVerdicts };
+  return { verdicts, completeness, growth: growthRows, growthVerdicts, stalled: summarizeStalled(stalled) };
+}
+
+function summarizeStalled(records: StalledRecord[]): Summary['stalled'] {
+  if (records.length === 0) return null;
+  const figures = (mine: StalledRecord[]) => ({
+    rssBeforeMiB: spread(mine.map((record) => record.rssBeforeMiB)),
+    rssPeakMiB: spread(mine.map((record) => record.rssPeakMiB)),
+    growthPerReaderKiB: spread(mine.map((record) => record.growthPerReaderKiB)),
+  });
+  const complete = (mine: StalledRecord[]) =>
+    `${mine.reduce((sum, record) => sum + record.completeSessions, 0)}/${mine.reduce((sum, record) => sum + record.sessions, 0)}`;
+  const service = figures(by(records, 'service'));
+  return {
+    readers: records[0].readers,
+    bytesPerReader: records[0].bytesPerReader,
+    service,
+    baseline: figures(by(records, 'baseline')),
+    complete: { service: complete(by(records, 'service')), baseline: complete(by(records, 'baseline')) },
+    verdict: {
+      metric: 'service RSS growth per stalled reader, KiB',
+      value: service.growthPerReaderKiB.median,
+      target: '<= 64 KiB',
+      holds: service.growthPerReaderKiB.median <= 64,
+    },
+  };
 }
 
 function table(rows: string[][]): string {
@@ -199,6 +265,20 @@ export function renderTable(summary: Summary): string {
     }
     out.push(table(rows));
     out.push(table(summary.growthVerdicts.map((v) => [v.metric, fmt(v.value, 2), v.target, mark(v.holds)])));
+  }
+  const stalled = summary.stalled;
+  if (stalled) {
+    out.push(
+      `\n== f. ${stalled.readers} stalled readers (open, never read) on runs of ${(stalled.bytesPerReader / 2 ** 20).toFixed(2)} MiB each`,
+    );
+    const rows = [['metric', 'service median [min–max]', 'baseline median [min–max]']];
+    rows.push(['RSS streams inst. before runs MiB', fmtSpread(stalled.service.rssBeforeMiB, 0), fmtSpread(stalled.baseline.rssBeforeMiB, 0)]);
+    rows.push(['RSS streams inst. peak MiB', fmtSpread(stalled.service.rssPeakMiB, 0), fmtSpread(stalled.baseline.rssPeakMiB, 0)]);
+    rows.push(['RSS growth per stalled reader KiB', fmtSpread(stalled.service.growthPerReaderKiB, 1), fmtSpread(stalled.baseline.growthPerReaderKiB, 1)]);
+    rows.push(['complete sessions (readers that read)', stalled.complete.service, stalled.complete.baseline]);
+    out.push(table(rows));
+    const v = stalled.verdict;
+    out.push(table([[v.metric, fmt(v.value, 1), v.target, mark(v.holds)]]));
   }
   return out.join('\n');
 }

@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [-- --scenarios=a,b,e] [-- --reps=N] [-- --profile] [-- --heap-snapshot]`
+ * `npm run bench [-- --quick] [-- --scenarios=a,b,e,f] [-- --reps=N] [-- --profile] [-- --heap-snapshot]`
  *
  * Starts a private redis-server, the service (two instances: streams are opened on one and
  * runs started on the other, so every event crosses Redis) and the raw baseline (two
@@ -12,9 +12,9 @@ import os from 'node:os';
 import path from 'node:path';
 import type Redis from 'ioredis';
 import { startRedisServer } from '../test/helpers/redis-server';
-import { cpuSeconds, LoadClient, ROOT, rssBytes, startServer, waitFor200, type ServerProcess } from './processes';
+import { counterOf, cpuSeconds, LoadClient, ROOT, rssBytes, startServer, waitFor200, type ServerProcess } from './processes';
 import type { RunSpec } from './protocol';
-import { renderGrowthSvg, renderTable, summarize, type GrowthRecord, type Kind, type LoadRecord } from './report';
+import { renderGrowthSvg, renderTable, summarize, type GrowthRecord, type Kind, type LoadRecord, type StalledRecord } from './report';
 import { percentile } from './stats';
 
 interface LoadScenario {
@@ -36,6 +36,12 @@ interface GrowthScenario {
   probe: LoadShape;
 }
 
+/** Scenario f: readers that stop reading, spread over sessions whose runs publish about 1 MB. */
+interface StalledScenario {
+  readers: number;
+  runs: LoadShape;
+}
+
 interface Options {
   quick: boolean;
   scenarios: Set<string>;
@@ -47,7 +53,7 @@ interface Options {
 function parseOptions(argv: string[]): Options {
   const value = (name: string) => argv.find((arg) => arg.startsWith(`--${name}=`))?.split('=')[1];
   const quick = argv.includes('--quick') || process.env.BENCH_QUICK === '1';
-  const scenarios = (value('scenarios') ?? process.env.BENCH_SCENARIOS ?? 'a,b,c,d,e').split(',').map((s) => s.trim());
+  const scenarios = (value('scenarios') ?? process.env.BENCH_SCENARIOS ?? 'a,b,c,d,e,f').split(',').map((s) => s.trim());
   return {
     quick,
     scenarios: new Set(scenarios),
@@ -73,6 +79,14 @@ function growthScenario(quick: boolean): GrowthScenario {
     probe: { sessions: 20, events: 100, intervalMs: 20, payloadBytes: 0 },
   };
 }
+
+function stalledScenario(quick: boolean): StalledScenario {
+  // 128 events of 8 KiB: about 1 MiB published to every reader of each session.
+  return { readers: quick ? 300 : 1000, runs: { sessions: 10, events: 128, intervalMs: 0, payloadBytes: 8192 } };
+}
+
+/** The service's count of readers that fell `MAX_BUFFERED_BYTES` behind and caught up from the log. */
+const CAUGHT_UP = 'timeline_slow_readers_caught_up_total';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -176,6 +190,7 @@ class Bench {
 
   private async measureRun(pair: Pair, runs: RunSpec[], scenario: string, rep: number): Promise<LoadRecord> {
     const pids = [pair.streams.pid, pair.runs.pid];
+    const caughtUpBefore = await counterOf(pair.streams.url, CAUGHT_UP);
     const cpuBefore = pids.map(cpuSeconds);
     const redisBefore = await this.redisCpu();
     const rss = { streams: rssBytes(pair.streams.pid), runs: rssBytes(pair.runs.pid) };
@@ -189,8 +204,10 @@ class Bench {
     } finally {
       clearInterval(sampler);
     }
-    const cpu = pids.map(cpuSeconds).reduce((sum, after, i) => sum + after - cpuBefore[i], 0);
+    const [cpuStreams, cpuRuns] = pids.map((pid, i) => cpuSeconds(pid) - cpuBefore[i]);
+    const cpu = cpuStreams + cpuRuns;
     const redisCpu = (await this.redisCpu()) - redisBefore;
+    const caughtUp = (await counterOf(pair.streams.url, CAUGHT_UP)) - caughtUpBefore;
     const { latencyMs, ttfeMs, elapsedMs, ...counts } = reply.measurement;
     return {
       scenario,
@@ -203,9 +220,12 @@ class Bench {
       ttfeP99: percentile(ttfeMs, 99),
       throughput: counts.events / (elapsedMs / 1000),
       cpuPer1k: cpu / (counts.events / 1000),
+      cpuStreamsPer1k: cpuStreams / (counts.events / 1000),
+      cpuRunsPer1k: cpuRuns / (counts.events / 1000),
       redisCpuPer1k: redisCpu / (counts.events / 1000),
       rssStreamsMiB: rss.streams / 2 ** 20,
       rssRunsMiB: rss.runs / 2 ** 20,
+      caughtUp,
       ...counts,
     };
   }
@@ -253,6 +273,49 @@ class Bench {
     return records;
   }
 
+  /**
+   * Scenario f on one target: stalled readers (open, never read after `ready`) spread over the
+   * sessions, plus one reader per session that keeps up; then the runs. What the stream
+   * instance's RSS grows by over the runs, per stalled reader, is what one costs.
+   */
+  async stalledReaders(pair: Pair, scenario: StalledScenario, rep: number): Promise<StalledRecord> {
+    const runs = runSpecs(scenario.runs);
+    const sessionIds = Array.from({ length: scenario.readers }, (_, i) => runs[i % runs.length].sessionId);
+    const opened = await this.client.request(
+      { type: 'stall', base: pair.streams.url, sessionIds, concurrency: 200, timeoutMs: 30000 },
+      'opened',
+      300000,
+    );
+    if (opened.failed > 0) throw new Error(`${pair.kind}: ${opened.failed} stalled streams failed to open: ${opened.errors.join('; ')}`);
+    const readers = await this.open(pair.streams, runs.map((run) => run.sessionId));
+    if (readers.failed > 0) throw new Error(`${pair.kind}: ${readers.failed} streams failed to open: ${readers.errors.join('; ')}`);
+    await sleep(500);
+    const before = rssBytes(pair.streams.pid);
+    const record = await this.measureRun(pair, runs, 'f', rep);
+    // What the stalled readers were sent stays where it is until they are closed.
+    await sleep(500);
+    const peak = Math.max(record.rssStreamsMiB * 2 ** 20, rssBytes(pair.streams.pid));
+    await this.client.request({ type: 'close' }, 'closed', 120000);
+    const bytesPerReader = scenario.runs.events * (scenario.runs.payloadBytes + 256);
+    const result: StalledRecord = {
+      target: pair.kind,
+      rep,
+      readers: scenario.readers,
+      bytesPerReader,
+      rssBeforeMiB: before / 2 ** 20,
+      rssPeakMiB: peak / 2 ** 20,
+      growthPerReaderKiB: (peak - before) / scenario.readers / 1024,
+      completeSessions: record.completeSessions,
+      sessions: record.sessions,
+    };
+    log(
+      `  f ${pair.kind} rep ${rep}: RSS ${result.rssBeforeMiB.toFixed(0)} → ${result.rssPeakMiB.toFixed(0)} MiB, ` +
+        `${result.growthPerReaderKiB.toFixed(1)} KiB per stalled reader, complete ${record.completeSessions}/${record.sessions}` +
+        (record.errors.length ? `; ${record.errors[0]}` : ''),
+    );
+    return result;
+  }
+
   private async heapSnapshot(pair: Pair): Promise<void> {
     const before = new Set(readdirSync(this.profileDir));
     pair.streams.child.kill('SIGUSR2');
@@ -290,6 +353,7 @@ async function main(): Promise<void> {
   const startedAt = new Date();
   const load: LoadRecord[] = [];
   const growth: GrowthRecord[] = [];
+  const stalled: StalledRecord[] = [];
   const order = (rep: number): Kind[] => (rep % 2 === 1 ? ['service', 'baseline'] : ['baseline', 'service']);
   const loadBefore = loadAverage();
   log(`bench: ${options.quick ? 'quick' : 'full'}, scenarios ${[...options.scenarios].join(',')}, ${options.reps} repetitions; ${machine()}; load average ${loadBefore}`);
@@ -333,11 +397,25 @@ async function main(): Promise<void> {
         }
       }
     }
+    if (options.scenarios.has('f')) {
+      const scenario = stalledScenario(options.quick);
+      log(`f. ${scenario.readers} stalled readers over ${scenario.runs.sessions} sessions, ${scenario.runs.events} events of ${scenario.runs.payloadBytes} B back to back`);
+      for (let rep = 1; rep <= options.reps; rep++) {
+        for (const kind of order(rep)) {
+          const pair = await bench.startPair(kind, `f-r${rep}`);
+          try {
+            stalled.push(await bench.stalledReaders(pair, scenario, rep));
+          } finally {
+            await pair.stop();
+          }
+        }
+      }
+    }
   } finally {
     await bench.stop();
   }
 
-  const summary = summarize(load, growth);
+  const summary = summarize(load, growth, stalled);
   const finishedAt = new Date();
   const loadAfter = loadAverage();
   const header =
@@ -349,7 +427,7 @@ async function main(): Promise<void> {
   mkdirSync(dir, { recursive: true });
   writeFileSync(
     path.join(dir, 'latest.json'),
-    JSON.stringify({ startedAt, finishedAt, machine: machine(), loadAverage: { before: loadBefore, after: loadAfter }, options: { ...options, scenarios: [...options.scenarios] }, summary, load, growth }, null, 2) + '\n',
+    JSON.stringify({ startedAt, finishedAt, machine: machine(), loadAverage: { before: loadBefore, after: loadAfter }, options: { ...options, scenarios: [...options.scenarios] }, summary, load, growth, stalled }, null, 2) + '\n',
   );
   if (growth.length > 0) writeFileSync(path.join(dir, 'growth.svg'), renderGrowthSvg(summary, `${startedAt.toISOString().slice(0, 10)}, ${machine()}`));
   console.log(`\nwrote bench/results/latest.json${growth.length > 0 ? ' and bench/results/growth.svg' : ''}`);

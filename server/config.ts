@@ -26,8 +26,18 @@ export interface Config {
   keepAliveMs: number | null;
   /** `SHUTDOWN_GRACE_MS`. Defaults to `10000`. */
   shutdownGraceMs: number;
-  /** `MAX_BUFFERED_BYTES`: unsent bytes after which a slow reader is cut. Defaults to 1 MiB. */
+  /**
+   * `MAX_BUFFERED_BYTES`: per reader, the most unsent data the process holds for it (its
+   * socket's queue plus live entries held while it catches up). A reader past it gets no
+   * more live frames until its socket drains, then catches up from the log. Defaults to
+   * `65536` (64 KiB).
+   */
   maxBufferedBytes: number;
+  /**
+   * `SLOW_READER_TIMEOUT_MS`: how long a reader may stay stalled (its socket not draining)
+   * before its stream is closed; its client resumes with Last-Event-ID. Defaults to `30000`.
+   */
+  slowReaderTimeoutMs: number;
   /** `STREAM_IDLE_TIMEOUT_MS`, `null` = off. Defaults to `300000`. */
   streamIdleTimeoutMs: number | null;
   /** `EVENT_TTL_S`: how long a session's log is kept after its last write. Defaults to `3600`. */
@@ -87,7 +97,8 @@ export const DEFAULT_CONFIG: Config = {
   anthropicBaseUrl: null,
   keepAliveMs: 15000,
   shutdownGraceMs: 10000,
-  maxBufferedBytes: 1024 * 1024,
+  maxBufferedBytes: 64 * 1024,
+  slowReaderTimeoutMs: 30000,
   streamIdleTimeoutMs: 300000,
   eventTtlS: 3600,
   maxEventsPerSession: 10000,
@@ -127,6 +138,7 @@ export const CONFIG_SETTINGS = {
   keepAliveMs: { variable: 'KEEPALIVE_MS', type: 'number' },
   shutdownGraceMs: { variable: 'SHUTDOWN_GRACE_MS', type: 'number' },
   maxBufferedBytes: { variable: 'MAX_BUFFERED_BYTES', type: 'number' },
+  slowReaderTimeoutMs: { variable: 'SLOW_READER_TIMEOUT_MS', type: 'number' },
   streamIdleTimeoutMs: { variable: 'STREAM_IDLE_TIMEOUT_MS', type: 'number' },
   eventTtlS: { variable: 'EVENT_TTL_S', type: 'number' },
   maxEventsPerSession: { variable: 'MAX_EVENTS_PER_SESSION', type: 'number' },
@@ -283,6 +295,7 @@ export function loadConfig(env: Env = process.env): Config {
     keepAliveMs: integer(env, 'KEEPALIVE_MS', d.keepAliveMs as number, { zeroMeansOff: true }),
     shutdownGraceMs: positive(env, 'SHUTDOWN_GRACE_MS', d.shutdownGraceMs),
     maxBufferedBytes: positive(env, 'MAX_BUFFERED_BYTES', d.maxBufferedBytes),
+    slowReaderTimeoutMs: positive(env, 'SLOW_READER_TIMEOUT_MS', d.slowReaderTimeoutMs),
     streamIdleTimeoutMs: integer(env, 'STREAM_IDLE_TIMEOUT_MS', d.streamIdleTimeoutMs as number, {
       zeroMeansOff: true,
     }),

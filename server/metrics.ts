@@ -27,11 +27,17 @@ export interface MetricSources {
 export class Metrics {
   readonly registry = new Registry();
   private sources: MetricSources | null = null;
-
-  readonly streamsOpen = new Gauge({
+  /** Where the open-streams gauge reads its value at each scrape; see `countStreams`. */
+  private openStreams: () => number = () => 0;
+  /**
+   * A view of the stream registry, read when scraped, not a count kept beside it: it cannot
+   * drift from what MAX_STREAMS bounds, whatever the order in which streams open and close.
+   */
+  readonly streamsOpen: Gauge = new Gauge({
     name: 'timeline_streams_open',
-    help: 'SSE streams open on this instance',
+    help: 'SSE streams open on this instance (including those being set up): what MAX_STREAMS bounds',
     registers: [this.registry],
+    collect: (): void => this.streamsOpen.set(this.openStreams()),
   });
   readonly eventsPublished = new Counter({
     name: 'timeline_events_published_total',
@@ -49,9 +55,14 @@ export class Metrics {
     labelNames: ['outcome'] as const,
     registers: [this.registry],
   });
-  readonly slowReadersCut = new Counter({
-    name: 'timeline_slow_readers_disconnected_total',
-    help: 'Streams cut because their unsent data passed MAX_BUFFERED_BYTES',
+  readonly slowReadersCaughtUp = new Counter({
+    name: 'timeline_slow_readers_caught_up_total',
+    help: 'Live readers that fell MAX_BUFFERED_BYTES behind, then caught up from the log once their socket drained',
+    registers: [this.registry],
+  });
+  readonly slowReadersClosed = new Counter({
+    name: 'timeline_slow_readers_closed_total',
+    help: 'Streams closed because their reader stayed stalled longer than SLOW_READER_TIMEOUT_MS',
     registers: [this.registry],
   });
   readonly publishToWrite = new Histogram({
@@ -145,5 +156,10 @@ export class Metrics {
    */
   observePublishToWrite(entry: LogEntry, nowMs: number = Date.now()): void {
     this.publishToWrite.observe(Math.max(0, nowMs - eventIdTimeMs(entry.id)) / 1000);
+  }
+
+  /** Makes `timeline_streams_open` report `count()` (the stream registry's size). */
+  countStreams(count: () => number): void {
+    this.openStreams = count;
   }
 }

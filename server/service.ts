@@ -1,10 +1,11 @@
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
 import type { Logger } from 'pino';
 import { resolveConfig, type Config } from './config';
 import { createApp } from './http/app';
 import { answerClientError } from './http/client-error';
+import { createHttpServer } from './http/http-server';
 import { createMetricsServer } from './http/metrics-server';
 import { StreamRegistry } from './http/stream-registry';
 import { createLogger } from './log';
@@ -110,6 +111,10 @@ export function createService(options: ServiceOptions = {}): Service {
     retryMs: config.retryMs,
     keepAliveMs: config.keepAliveMs,
     idleTimeoutMs: config.streamIdleTimeoutMs,
+    maxBufferedBytes: config.maxBufferedBytes,
+    slowReaderTimeoutMs: config.slowReaderTimeoutMs,
+    metrics,
+    log,
   });
   let closing: Promise<void> | null = null;
   const app = createApp({ config, bus, runs, registry, streams, metrics, log, isDraining: () => closing !== null });
@@ -119,7 +124,7 @@ export function createService(options: ServiceOptions = {}): Service {
   const listen = async (port = config.port) => {
     // In the background: a warning to read at start, never a reason to delay or refuse it.
     if (config.redisUrl !== null) void checkRedisMemory(config.redisUrl, log);
-    server = createServer(app);
+    server = createHttpServer(app);
     server.on('clientError', answerClientError(log));
     const bound = await listenOn(server, port);
     if (config.metricsPort !== null) {

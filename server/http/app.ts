@@ -89,7 +89,7 @@ export function createApp(deps: AppDeps): Express {
   app.get('/', demoPageRoute);
   app.get('/assets/:file', demoAssetRoute);
 
-  app.get('/timeline/stream/:sessionId', binding, streamRoute({ bus, config, streams, metrics, log }));
+  app.get('/timeline/stream/:sessionId', binding, streamRoute({ bus, config, streams }));
   app.all('/timeline/stream/:sessionId', methodNotAllowed('GET'));
 
   // Every POST changes state: refused from other sites, and JSON only (see cross-site.ts).

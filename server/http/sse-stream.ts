@@ -1,186 +1,214 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
-import type { ExpiredPayload } from '../../client-sdk/src/types';
+import type { ServerResponse } from 'node:http';
+import { type EventBuffer, Session, type SessionOptions } from 'better-sse';
+import type { GapPayload, ReadyPayload } from '../../client-sdk/src/types';
 import type { LogEntry } from '../timeline/bus';
-import { eventFrame, namedFrame, PING_FRAME, retryField } from './sse-frames';
-import type { TimedStream } from './stream-timers';
-
-export interface SseStreamOptions {
-  /**
-   * How far behind a reader may fall before it is cut (it resumes from its last id): its
-   * unsent bytes, plus what the server holds for it while it catches up.
-   */
-  maxBufferedBytes: number;
-  /** Called once when the reader is cut for being too slow. */
-  onSlowReader: () => void;
-  /** The instance's stream timers, whose `tick` each write records for the keep-alive. */
-  clock: { readonly tick: number };
-}
-
-/** The stream's response headers (docs/protocol.md), also answered to a `HEAD` probe. */
-export const SSE_HEADERS = {
-  'Content-Type': 'text/event-stream',
-  'Cache-Control': 'no-cache, no-transform',
-  'X-Accel-Buffering': 'no',
-  Connection: 'keep-alive',
-};
-
-const uncork = (socket: Socket) => socket.uncork();
-
-const EXPIRED_DATA = JSON.stringify({ code: 'idle_timeout' } satisfies ExpiredPayload);
+import type { FeedSink, SessionFeed } from '../timeline/session-feed';
+import { ResponseConnection } from './sse-connection';
+import { entryEvent, EXPIRED_DATA, namedEvent, PASS_THROUGH, PING, readyEvent, retryEvent } from './sse-events';
+import type { RegisteredStream, StreamRegistry } from './stream-registry';
 
 /**
- * One SSE response, written straight to Node's response: the head at once, then our own
- * frames (timeline events need exact ids and no event name, and the first frame carries
- * `retry:` together with `event: ready`). Nothing per stream beyond this object and the
- * response's own `close` listener: at 10,000 open streams per instance every object counts.
+ * Sessions send what they are given, as given. No `retry:` of better-sse's own (ours comes
+ * with `ready`), no keep-alive timer per session (the registry's one ticker pings idle
+ * streams), no Last-Event-ID read from the request (the route validates it), and no state
+ * object per session.
  */
-export class SseStream implements TimedStream {
+const SESSION_OPTIONS: SessionOptions = {
+  ...PASS_THROUGH,
+  retry: null,
+  keepAlive: null,
+  trustClientEventId: false,
+  state: Object.freeze({}),
+};
+
+/** What HTTP's chunked encoding adds to each write: its size in hex and two line ends. */
+const CHUNK_FRAMING_BYTES = 12;
+
+/**
+ * One reader's SSE stream: a better-sse `Session` over its response, fed by its session's
+ * `SessionFeed`, from `ready` to its close. Everything it writes goes through the session.
+ *
+ * A reader that stops taking what it is sent costs at most `MAX_BUFFERED_BYTES`: an event is
+ * written only while the socket's unsent bytes and the event fit in it (an event bigger than
+ * that goes alone into an empty queue); otherwise the event is refused, the feed keeps nothing
+ * for the reader and catches it up from the log once it has drained. A reader stalled longer
+ * than `SLOW_READER_TIMEOUT_MS` is closed; its client resumes with Last-Event-ID.
+ */
+export class SseStream implements FeedSink, RegisteredStream {
   lastWriteTick: number;
-  private closeListener: (() => void) | null = null;
+  private readonly connection: ResponseConnection;
+  private readonly session: Session;
+  /** The session had no run yet when the stream opened: it expires unless one starts. */
+  private waiting: boolean;
+  /** The stream was live (caught up) when its reader refused an event. */
+  private fellBehindLive = false;
+  /** The feed delivers live (it caught up), so a refusal now means falling behind. */
+  private caughtUp = false;
+  /** better-sse sent the head: events may be written. */
+  private headSent = false;
   private ended = false;
   private closed = false;
-  /**
-   * While replaying, the writer waits for `drain` instead of cutting the reader on its unsent
-   * bytes alone; what piles up elsewhere meanwhile is checked by `cutIfBehind`.
-   */
-  private paced = true;
+  /** A shutdown hand-over asked for before the head was out: sent right after it. */
+  private handOverRetryMs: number | null = null;
+  /** Resolves a `drained()` in progress. */
+  private onDrained: (() => void) | null = null;
 
   private constructor(
     private readonly res: ServerResponse,
-    private readonly options: SseStreamOptions,
+    private readonly feed: SessionFeed,
+    private readonly sessionId: string,
+    private readonly registry: StreamRegistry,
   ) {
-    this.lastWriteTick = options.clock.tick;
+    this.lastWriteTick = registry.timers.tick;
+    this.waiting = feed.status === 'waiting';
+    this.connection = new ResponseConnection(res, () => this.onClosed());
+    this.session = new Session(this.connection, SESSION_OPTIONS);
+    this.session.once('connected', () => this.start());
   }
 
   /**
-   * Sends the head at once. A client that is already gone (it left while the stream was being
-   * set up) gives a stream that is closed from the start; one that leaves later closes it.
+   * Opens the stream of a reserved slot: better-sse sends the head on the next turn of the
+   * event loop, then `ready` and the feed follow.
    */
-  static open(req: IncomingMessage, res: ServerResponse, options: SseStreamOptions): SseStream {
-    const stream = new SseStream(res, options);
-    if (req.socket.destroyed || res.destroyed) {
-      stream.closed = true;
-      return stream;
-    }
-    res.once('close', () => stream.onResponseClosed());
-    const socket = req.socket;
-    // Each frame goes out as it is written, not held back to fill a packet.
-    socket.setNoDelay(true);
-    // The head leaves at the end of this tick whatever happens, together with the frames
-    // written meanwhile (`ready`): one write to the socket instead of two, a syscall saved
-    // per open stream.
-    socket.cork();
-    res.writeHead(200, SSE_HEADERS);
-    res.flushHeaders();
-    process.nextTick(uncork, socket);
+  static open(res: ServerResponse, feed: SessionFeed, sessionId: string, registry: StreamRegistry): SseStream {
+    const stream = new SseStream(res, feed, sessionId, registry);
+    registry.open(stream);
+    // The client left while the stream was set up: its `close` came already.
+    if (res.destroyed) stream.onClosed();
     return stream;
   }
 
-  get isOpen(): boolean {
-    return !this.ended && !this.closed;
+  private get isOpen(): boolean {
+    return this.headSent && !this.ended && !this.closed;
   }
 
-  /** Runs `listener` once when the client goes away or the stream is ended (one listener). */
-  onClose(listener: () => void): void {
-    if (this.closed) listener();
-    else this.closeListener = listener;
+  get unsentBytes(): number {
+    return this.connection.unsentBytes;
   }
 
-  /** The first frame: the reconnection delay and `event: ready`. */
-  ready(retryMs: number, data: string): void {
-    this.write(retryField(retryMs) + namedFrame('ready', data));
+  /** The head is out: `retry:` and `ready` (sent only now that the feed is subscribed), then the log. */
+  private start(): void {
+    if (this.closed) return;
+    this.headSent = true;
+    if (this.handOverRetryMs !== null) {
+      this.redirect(this.handOverRetryMs);
+      return;
+    }
+    this.registry.started(this, this.waiting);
+    const ready: ReadyPayload = { session_id: this.sessionId, status: this.feed.status };
+    this.send(readyEvent(this.registry.retryMs, JSON.stringify(ready)));
+    this.feed.start(this);
   }
 
-  /** A timeline event, as a default (unnamed) message. */
-  message(entry: LogEntry): void {
-    this.write(eventFrame(entry));
+  entry(entry: LogEntry): boolean {
+    if (!this.isOpen) return true;
+    if (this.waiting) {
+      this.waiting = false;
+      this.registry.runStarted(this);
+    }
+    const encoded = entryEvent(entry);
+    const unsent = this.connection.unsentBytes;
+    if (unsent > 0 && unsent + encoded.bytes + CHUNK_FRAMING_BYTES > this.registry.maxBufferedBytes) {
+      this.fellBehindLive ||= this.caughtUp;
+      this.caughtUp = false;
+      return false;
+    }
+    this.send(encoded.event);
+    if (entry.kind === 'done') this.end();
+    return true;
   }
 
-  /** A named event; `id` only where the client should resume after it (`done`). */
-  named(name: string, data: string, id?: string): void {
-    this.write(namedFrame(name, data, id));
+  gap(gap: GapPayload): void {
+    this.send(namedEvent('gap', JSON.stringify(gap)));
   }
 
-  /** A keep-alive comment (the stream timers send it only while the stream is idle). */
+  failed(error: unknown): void {
+    this.registry.log.warn({ err: error, session_id: this.sessionId }, 'bus failed under a stream; ending it so the client resumes');
+    this.end();
+  }
+
+  /** Stalled until the reader took what it was sent: closed if that takes longer than the slow-reader timeout. */
+  drained(): Promise<void> {
+    return new Promise((resolve) => {
+      this.onDrained = resolve;
+      this.registry.timers.stalled(this);
+      this.connection.whenFlushed(() => this.flushed());
+    });
+  }
+
+  live(): void {
+    this.caughtUp = true;
+    if (this.fellBehindLive) {
+      this.fellBehindLive = false;
+      this.registry.slowReaderCaughtUp();
+    }
+  }
+
+  /** A keep-alive comment (the registry's ticker sends it only while the stream is idle). */
   ping(): void {
-    this.write(PING_FRAME);
+    this.send(PING);
   }
 
   /** Ends a stream whose session had no run within the idle timeout. */
   expire(): void {
-    this.named('expired', EXPIRED_DATA);
+    this.send(namedEvent('expired', EXPIRED_DATA));
     this.end();
   }
 
-  /**
-   * While replaying: a promise that resolves once the socket drained (or closed) when its
-   * unsent data passed the low-water mark, else `null`.
-   */
-  backlog(): Promise<void> | null {
-    const lowWaterBytes = Math.min(64 * 1024, this.options.maxBufferedBytes / 2);
-    if (!this.isOpen || this.res.writableLength < lowWaterBytes) {
-      return null;
-    }
-    return new Promise((resolve) => {
-      const done = () => {
-        this.res.off('drain', done);
-        this.res.off('close', done);
-        resolve();
-      };
-      this.res.once('drain', done);
-      this.res.once('close', done);
-    });
-  }
-
-  /** Caught up: from now on a reader that falls `maxBufferedBytes` behind is cut. */
-  goLive(): void {
-    this.paced = false;
-  }
-
-  /**
-   * Cuts the reader once `held` (what the server keeps for it besides the socket, e.g. live
-   * entries waiting while it replays) and its unsent bytes pass `maxBufferedBytes`: pacing a
-   * replay must not let a stalled reader hold the run's output without bound.
-   */
-  cutIfBehind(held = 0): void {
-    if (!this.isOpen || held + this.res.writableLength <= this.options.maxBufferedBytes) return;
+  /** Closes a stream whose reader stayed stalled past the slow-reader timeout: its client resumes from its last id. */
+  closeStalled(): void {
+    if (this.closed) return;
+    this.registry.slowReaderClosed();
+    this.registry.log.info({ session_id: this.sessionId }, 'slow reader closed after stalling; it can resume from its last id');
+    // Not `end()`: the end of the body would queue behind what the reader does not take.
     this.ended = true;
-    this.options.onSlowReader();
     this.res.destroy();
-  }
-
-  end(): void {
-    if (this.ended) return;
-    this.ended = true;
-    this.res.end();
   }
 
   /**
    * Ends the stream without `done`, asking the client to reconnect after `retryMs` (with its
    * last id, which any instance can serve): the way an instance that shuts down hands its
-   * readers over. A `retry:` field alone is a valid frame; no event is dispatched for it.
+   * readers over.
    */
   redirect(retryMs: number): void {
-    this.write(`${retryField(retryMs)}\n`);
+    if (!this.headSent) {
+      this.handOverRetryMs = retryMs;
+      return;
+    }
+    this.send(retryEvent(retryMs));
     this.end();
     // The connection goes too (once flushed): a keep-alive client or balancer must not send
     // the reconnect back to an instance that is going away.
     this.res.socket?.end();
   }
 
-  private onResponseClosed(): void {
-    this.closed = true;
-    const listener = this.closeListener;
-    this.closeListener = null;
-    listener?.();
+  private end(): void {
+    if (this.ended || this.closed) return;
+    this.ended = true;
+    this.res.end();
   }
 
-  private write(frame: string | Buffer): void {
+  private send(event: EventBuffer): void {
     if (!this.isOpen) return;
-    this.res.write(frame);
-    this.lastWriteTick = this.options.clock.tick;
-    // Respect back-pressure: a reader that cannot keep up is cut, not buffered without bound.
-    if (!this.paced) this.cutIfBehind();
+    // `batch` with an EventBuffer writes at once; its promise settles with nothing to report.
+    void this.session.batch(event);
+    this.lastWriteTick = this.registry.timers.tick;
+  }
+
+  private flushed(): void {
+    this.registry.timers.drained(this);
+    const resolve = this.onDrained;
+    this.onDrained = null;
+    resolve?.();
+  }
+
+  /** The response closed (the client left, or the stream ended): the one way out. */
+  private onClosed(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.feed.close();
+    this.registry.close(this);
+    this.flushed();
+    this.registry.log.debug({ session_id: this.sessionId }, 'stream closed');
   }
 }

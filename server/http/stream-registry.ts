@@ -1,3 +1,5 @@
+import type { Logger } from 'pino';
+import type { Metrics } from '../metrics';
 import { StreamTimers, type TimedStream } from './stream-timers';
 
 /** An open stream, as the registry sees it. */
@@ -9,12 +11,19 @@ export interface RegisteredStream extends TimedStream {
 export interface StreamRegistryOptions {
   /** `MAX_STREAMS`: open streams (and streams being set up) this instance takes. */
   maxStreams: number;
-  /** `RETRY_MS`, the ceiling of the shutdown hint. */
+  /** `RETRY_MS`: the `retry:` of each stream's first frame, and the ceiling of the shutdown hint. */
   retryMs: number;
   /** `KEEPALIVE_MS`; `null`: no pings. */
   keepAliveMs: number | null;
   /** `STREAM_IDLE_TIMEOUT_MS`; `null`: a waiting stream never expires. */
   idleTimeoutMs: number | null;
+  /** `MAX_BUFFERED_BYTES`: per reader, the most unsent data the process holds for it. */
+  maxBufferedBytes: number;
+  /** `SLOW_READER_TIMEOUT_MS`: how long a reader may stay stalled before its stream is closed. */
+  slowReaderTimeoutMs: number;
+  /** `timeline_streams_open` reads the registry; the slow-reader counters are counted here. */
+  metrics: Metrics;
+  log: Logger;
 }
 
 /**
@@ -36,24 +45,36 @@ export function handoverRetryMs(retryMs: number, random: () => number = Math.ran
 }
 
 /**
- * The streams open on this instance: for `MAX_STREAMS`, metrics, their keep-alive and idle
- * expiry (one ticker for all of them), and handing them over at shutdown.
+ * The streams of this instance, and the one place a stream's life is counted: a slot is taken
+ * (`tryReserve`) before any await, then either given back (`release`: the stream never opened)
+ * or turned into an open stream (`open`), which `close` removes exactly once. `MAX_STREAMS`
+ * bounds `size`, and `timeline_streams_open` reports `size` when scraped, so the two always
+ * agree. Also: keep-alive, idle expiry and the slow-reader timeout (one ticker for all
+ * streams), and handing the streams over at shutdown.
  */
 export class StreamRegistry {
-  /** Keep-alive and idle expiry; streams record its `tick` on each write. */
+  /** Keep-alive, idle expiry and slow-reader timeout; streams record its `tick` on each write. */
   readonly timers: StreamTimers<RegisteredStream>;
+  readonly retryMs: number;
+  readonly maxBufferedBytes: number;
+  readonly log: Logger;
+  private readonly metrics: Metrics;
   private readonly streams = new Set<RegisteredStream>();
   private readonly maxStreams: number;
-  private readonly retryMs: number;
   private reserved = 0;
   private draining = false;
 
   constructor(options: StreamRegistryOptions) {
     this.maxStreams = options.maxStreams;
     this.retryMs = options.retryMs;
+    this.maxBufferedBytes = options.maxBufferedBytes;
+    this.metrics = options.metrics;
+    this.log = options.log;
     this.timers = new StreamTimers(options);
+    this.metrics.countStreams(() => this.size);
   }
 
+  /** Streams open or being set up: what `MAX_STREAMS` bounds and `timeline_streams_open` reports. */
   get size(): number {
     return this.streams.size + this.reserved;
   }
@@ -65,20 +86,27 @@ export class StreamRegistry {
     return true;
   }
 
+  /** Gives back a slot whose stream never opened. */
   release(): void {
     this.reserved -= 1;
   }
 
   /**
-   * Turns a reservation into an open stream, pinged while idle and, when its session is still
-   * `waiting` for a run, expired unless `runStarted` comes within the idle timeout. During a
-   * shutdown the stream is ended at once: it was still being set up when the others were ended.
+   * Turns a reservation into an open stream. During a shutdown the stream is handed over at
+   * once: it was still being set up when the others were.
    */
-  add(stream: RegisteredStream, waiting: boolean): void {
+  open(stream: RegisteredStream): void {
     this.reserved -= 1;
     this.streams.add(stream);
     if (this.draining) stream.redirect(handoverRetryMs(this.retryMs));
-    else this.timers.add(stream, waiting);
+  }
+
+  /**
+   * The stream's head is out: it is pinged while idle and, when its session is still
+   * `waiting` for a run, expired unless `runStarted` comes within the idle timeout.
+   */
+  started(stream: RegisteredStream, waiting: boolean): void {
+    if (!this.draining) this.timers.add(stream, waiting);
   }
 
   /** The stream's session has a run: it no longer expires. */
@@ -86,9 +114,20 @@ export class StreamRegistry {
     this.timers.runStarted(stream);
   }
 
-  remove(stream: RegisteredStream): void {
+  /** The stream is gone (its response closed): called once per opened stream. */
+  close(stream: RegisteredStream): void {
     this.streams.delete(stream);
     this.timers.remove(stream);
+  }
+
+  /** A live reader that fell `MAX_BUFFERED_BYTES` behind caught up from the log. */
+  slowReaderCaughtUp(): void {
+    this.metrics.slowReadersCaughtUp.inc();
+  }
+
+  /** A reader stalled longer than `SLOW_READER_TIMEOUT_MS` is being closed. */
+  slowReaderClosed(): void {
+    this.metrics.slowReadersClosed.inc();
   }
 
   /** Shutdown: ends every open stream, and each one opened from now on, with a short `retry:`. */

@@ -6,7 +6,7 @@ import { startProcess, stopAllProcesses, type ListeningProcess } from '../helper
 import { startRedisServer, type RedisServer } from '../helpers/redis-server';
 import { nextEvent, record, settle, tapEvents } from '../helpers/sdk-run';
 import { newSessionId, synthetic } from '../helpers/service';
-import { isNamed, seqAtLeast, streamFollower, timelineEvents, type SseReader } from '../helpers/sse-reader';
+import { isNamed, seqAtLeast, streamFollower, timelineEvents, trailingRetry, type SseReader } from '../helpers/sse-reader';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy';
 import { range, seqs } from '../helpers/timeline-fixtures';
 import { within } from '../helpers/wait';
@@ -39,12 +39,6 @@ afterAll(async () => {
   await stopAllProcesses();
   await redis?.stop();
 });
-
-/** The `retry:` the server sent after its last frame, the handover hint; `null` if none. */
-function trailingRetry(reader: SseReader): number | null {
-  const match = /\nretry: (\d+)\n\n$/.exec(reader.raw);
-  return match ? Number(match[1]) : null;
-}
 
 const eventsOf = (reader: SseReader) => timelineEvents<TimelineEvent>(reader);
 

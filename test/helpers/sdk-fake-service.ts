@@ -159,8 +159,10 @@ function sessionOf(request: FakeRequest): string {
   return request.body ? (JSON.parse(request.body) as { session_id: string }).session_id : '';
 }
 
-// Wire frames as the server writes them (server/http/sse-frames.ts), built by hand here so the
-// SDK is tested against the contract rather than against the server's own frame helpers.
+// Wire frames as the contract shows them, built by hand here so the SDK is tested against the
+// contract rather than against the server's own frame helpers (the server writes them through
+// better-sse, without the optional space after each field's colon; the SDK's integration
+// suites read those).
 
 export const eventId = (seq: number): string => `${1_700_000_000_000 + seq}-0`;
 

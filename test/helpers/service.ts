@@ -1,6 +1,9 @@
 import { randomUUID } from 'node:crypto';
+import type { Server } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import pino from 'pino';
 import { DEFAULT_CONFIG, type Config } from '../../server/config';
+import { createHttpServer } from '../../server/http/http-server';
 import { Metrics } from '../../server/metrics';
 import { ScriptedModel } from '../../server/models/scripted-model';
 import { createService, type Service, type ServiceOptions } from '../../server/service';
@@ -61,6 +64,41 @@ export async function startRedisService(
   const running = await startService(config, { bus: redisBus });
   await redisBus.whenListening();
   return running;
+}
+
+/** A second listener on a service's app that keeps the server's side of each connection. */
+export interface SocketWatchingListener {
+  /** `http://127.0.0.1:<port>` when listening on a port. */
+  url: string;
+  /** The server's side of each connection, in the order they came. */
+  sockets: Socket[];
+  close(): Promise<void>;
+}
+
+/**
+ * Listens on `service`'s app again, on a free port or on the Unix socket `path`, keeping the
+ * server's side of each connection: its `writableLength` is what the process holds unsent
+ * for that client.
+ */
+export async function listenWatchingSockets(service: Service, path?: string): Promise<SocketWatchingListener> {
+  const server: Server = createHttpServer(service.app);
+  const sockets: Socket[] = [];
+  server.on('connection', (socket: Socket) => sockets.push(socket));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    if (path === undefined) server.listen(0, '127.0.0.1', () => resolve());
+    else server.listen(path, () => resolve());
+  });
+  const port = path === undefined ? (server.address() as AddressInfo).port : 0;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    sockets,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
 }
 
 export const newSessionId = (): string => randomUUID();

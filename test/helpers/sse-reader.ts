@@ -189,3 +189,73 @@ export const isNamed = (name: string) => (frame: SseFrame) => frame.event === na
 /** Matches the first timeline event whose seq is at least `seq` (in an ordered stream: that seq). */
 export const seqAtLeast = (seq: number) => (frame: SseFrame) =>
   frame.event === undefined && (JSON.parse(frame.data) as { seq: number }).seq >= seq;
+
+/** One field line of an SSE frame as the spec reads it: `[name, value]`; a comment has the name `''`. */
+export type WireField = [name: string, value: string];
+
+/**
+ * The frames of a raw SSE body, each as its field lines, parsed as the spec says
+ * (https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation):
+ * lines end with CRLF, LF or CR, a blank line ends a frame, a field's value starts after its
+ * colon and one optional space. For tests about the wire format without matching bytes.
+ */
+export function wireFrames(raw: string): WireField[][] {
+  const frames: WireField[][] = [];
+  let frame: WireField[] = [];
+  for (const line of raw.split(/\r\n|\r|\n/)) {
+    if (line === '') {
+      if (frame.length > 0) frames.push(frame);
+      frame = [];
+      continue;
+    }
+    const colon = line.indexOf(':');
+    const name = colon < 0 ? line : line.slice(0, colon);
+    const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
+    frame.push([name, value]);
+  }
+  return frames;
+}
+
+/** The `retry:` the server sent alone as its last frame (the shutdown hand-over hint); `null` if none. */
+export function trailingRetry(reader: SseReader): number | null {
+  const last = wireFrames(reader.raw).at(-1);
+  const complete = /(\r\n|\r|\n){2}$/.test(reader.raw);
+  return complete && last?.length === 1 && last[0][0] === 'retry' ? Number(last[0][1]) : null;
+}
+
+/** An SSE response read to its end through supertest (`sseBody`). */
+export interface SseBody {
+  frames: SseFrame[];
+  comments: string[];
+  retry: number | null;
+  raw: string;
+}
+
+/**
+ * A supertest/superagent `.parse()` for `text/event-stream`: reads the response with
+ * eventsource-parser as it arrives, calling `onFrame` for each frame (a test can act on
+ * `ready` while the stream is open), and gives the whole stream as `res.body` once the server
+ * ends it. Use with `.buffer(true)`.
+ */
+export function sseBody(onFrame: (frame: SseFrame) => void = () => undefined) {
+  return (response: unknown, done: (error: Error | null, body: SseBody) => void): void => {
+    const res = response as NodeJS.ReadableStream;
+    const body: SseBody = { frames: [], comments: [], retry: null, raw: '' };
+    const parser = createParser({
+      onEvent({ event, id, data }) {
+        const frame = { event, id, data };
+        body.frames.push(frame);
+        onFrame(frame);
+      },
+      onComment: (comment) => body.comments.push(comment),
+      onRetry: (retry) => (body.retry = retry),
+    });
+    res.setEncoding('utf8');
+    res.on('data', (chunk: string) => {
+      body.raw += chunk;
+      parser.feed(chunk);
+    });
+    res.on('end', () => done(null, body));
+    res.on('error', (error: Error) => done(error, body));
+  };
+}

@@ -1,4 +1,6 @@
-import type { EventDraft } from '../../server/timeline/bus';
+import type { GapPayload } from '../../client-sdk/src/types';
+import type { EventDraft, LogEntry } from '../../server/timeline/bus';
+import type { FeedSink } from '../../server/timeline/session-feed';
 
 /** An event draft as a run owner publishes it (its details need JSON escaping on the wire). */
 export function draft(sessionId: string, seq: number): EventDraft {
@@ -18,3 +20,24 @@ export function draft(sessionId: string, seq: number): EventDraft {
 export const range = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
 export const seqs = (events: Array<{ seq: number }>): number[] => events.map((event) => event.seq);
+
+/**
+ * A `SessionFeed` sink for a reader that keeps up: it takes every entry at once (never
+ * refuses, nothing unsent), handing entries, gaps and failures to `handlers`.
+ */
+export function keepingUpSink(handlers: {
+  entry(entry: LogEntry): void;
+  gap(gap: GapPayload): void;
+  failed(error: unknown): void;
+}): FeedSink {
+  return {
+    entry(entry) {
+      handlers.entry(entry);
+      return true;
+    },
+    gap: (gap) => handlers.gap(gap),
+    failed: (error) => handlers.failed(error),
+    unsentBytes: 0,
+    drained: () => Promise.resolve(),
+  };
+}

@@ -79,14 +79,23 @@ class LiveRecorder extends Collector implements LiveListener {
   }
 }
 
-/** A feed sink that records every call in order, gaps and failures included. */
+/** A feed sink that records every call in order, gaps and failures included; it keeps up (never refuses). */
 class FeedRecorder extends Collector implements FeedSink {
   readonly calls: Array<{ kind: 'entry'; id: string } | { kind: 'gap'; gap: GapPayload }> = [];
   readonly failures: unknown[] = [];
 
-  entry(entry: LogEntry): void {
+  get unsentBytes(): number {
+    return 0;
+  }
+
+  drained(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  entry(entry: LogEntry): boolean {
     this.calls.push({ kind: 'entry', id: entry.id });
     this.push(entry);
+    return true;
   }
 
   gap(gap: GapPayload): void {
@@ -807,11 +816,31 @@ export function describeBusBehaviour(name: string, makeBus: MakeBus, cleanup: Cl
           },
         });
         const during: string[] = [];
-        /** Publishes one more event after each of the first replayed entries. */
+        /**
+         * Publishes one more event as each of the first replayed entries is sent, and counts it
+         * as unsent until it is published: the feed waits for it before its next read.
+         */
         class PublishingRecorder extends FeedRecorder {
-          backlog(): Promise<void> | null {
-            if (during.length >= 4) return null;
-            return bus.publish(sessionId, draft(sessionId, 8 + during.length)).then((id) => void during.push(id));
+          private started = 0;
+          private inFlight = 0;
+          private published: Promise<void> = Promise.resolve();
+          override get unsentBytes(): number {
+            return this.inFlight;
+          }
+          override drained(): Promise<void> {
+            return this.published;
+          }
+          override entry(entry: LogEntry): boolean {
+            super.entry(entry);
+            if (this.started < 4) {
+              const seq = 8 + this.started++;
+              this.inFlight += 1;
+              this.published = this.published.then(async () => {
+                during.push(await bus.publish(sessionId, draft(sessionId, seq)));
+                this.inFlight -= 1;
+              });
+            }
+            return true;
           }
         }
         const feed = await SessionFeed.open(recording, sessionId, null, { pageSize: 3 });
@@ -846,45 +875,117 @@ export function describeBusBehaviour(name: string, makeBus: MakeBus, cleanup: Cl
         ]);
       });
 
-      it('reports the bytes of the live entries it holds for a reader stalled in its replay', async () => {
+      it('keeps nothing for a reader that refuses an entry, and catches it up from the log once it drained, each entry once', async () => {
         const bus = await newBus();
         const sessionId = await startSession(bus);
-        const early = await publishMany(bus, sessionId, 2);
-        const gates = new Map<number, () => void>();
-        /** Stalls (like a socket that stopped draining) after the 1st and the 3rd entry. */
-        class StalledRecorder extends FeedRecorder {
-          readonly heldBytes: number[] = [];
-          backlog(): Promise<void> | null {
-            const count = this.entries.length;
-            return count === 1 || count === 3 ? new Promise((resolve) => gates.set(count, resolve)) : null;
+        const early = await publishMany(bus, sessionId, 3);
+        const readsAfter: Array<string | null> = [];
+        const recording = new Proxy(bus, {
+          get(target, property) {
+            if (property === 'read') {
+              return (id: string, afterId: string | null, limit?: number) => {
+                readsAfter.push(afterId);
+                return target.read(id, afterId, limit);
+              };
+            }
+            const value = Reflect.get(target, property, target);
+            return typeof value === 'function' ? value.bind(target) : value;
+          },
+        });
+        /** While `stalled`, refuses every entry, like a socket that stopped draining. */
+        class StallingRecorder extends FeedRecorder {
+          stalled = false;
+          refusals = 0;
+          private release: (() => void) | null = null;
+          override get unsentBytes(): number {
+            return this.stalled ? 60000 : 0;
           }
-          held(bytes: number): void {
-            this.heldBytes.push(bytes);
+          override drained(): Promise<void> {
+            return new Promise((resolve) => (this.release = resolve));
+          }
+          override entry(entry: LogEntry): boolean {
+            if (!this.stalled) return super.entry(entry);
+            this.refusals += 1;
+            return false;
+          }
+          drain(): void {
+            this.stalled = false;
+            this.release?.();
           }
         }
-        const feed = await SessionFeed.open(bus, sessionId, null);
-        const sink = new StalledRecorder();
+        const feed = await SessionFeed.open(recording, sessionId, null, { maxHeldBytes: 64 * 1024 });
+        const sink = new StallingRecorder();
         feed.start(sink);
-        await sink.untilCount(1);
-        const live = await publishMany(bus, sessionId, 3, 3);
-        await waitUntil(() => sink.heldBytes.length === 3, { label: 'three held reports' });
-        const size = (await bus.read(sessionId, early[1])).entries.map((entry) => Buffer.byteLength(entry.data));
-        expect(sink.heldBytes).toEqual([size[0], size[0] + size[1], size[0] + size[1] + size[2]]);
-        expect(ids(sink.entries)).toEqual([early[0]]);
-
-        // Delivered entries are no longer held: stalled again after the first live one.
-        gates.get(1)?.();
         await sink.untilCount(3);
-        const [later] = await publishMany(bus, sessionId, 1, 6);
-        await waitUntil(() => sink.heldBytes.length === 4, { label: 'a fourth held report' });
-        const laterSize = Buffer.byteLength((await bus.read(sessionId, live[2])).entries[0].data);
-        expect(sink.heldBytes[3]).toBe(size[1] + size[2] + laterSize);
+        const witness = new LiveRecorder();
+        const watching = await bus.subscribe(sessionId, witness);
 
-        gates.get(3)?.();
+        sink.stalled = true;
+        const missed = await publishMany(bus, sessionId, 5, 4);
+        await witness.untilCount(5);
+        // Only the first was offered: from then on the feed left them to the log, holding none.
+        expect(sink.refusals).toBe(1);
+        expect(feed.heldBytes).toBe(0);
+        expect(readsAfter).toHaveLength(1);
+
+        sink.drain();
+        await sink.untilCount(8);
+        expect(readsAfter.slice(1)).toContain(early[2]);
+        const later = await publishMany(bus, sessionId, 2, 9);
         const doneId = await bus.signalDone(sessionId, { status: 'completed' });
         await sink.untilDone();
         feed.close();
-        expect(ids(sink.entries)).toEqual([...early, ...live, later, doneId]);
+        watching.unsubscribe();
+        expect(ids(sink.entries)).toEqual([...early, ...missed, ...later, doneId]);
+      });
+
+      it('lets go of live entries past maxHeldBytes while it catches up, and reads them from the log instead, each once', async () => {
+        const bus = await newBus();
+        const sessionId = await startSession(bus);
+        const early = await publishMany(bus, sessionId, 3);
+        let reads = 0;
+        let openGate: () => void = () => undefined;
+        const gate = new Promise<void>((resolve) => (openGate = resolve));
+        /** Holds the answer of the second read (the catch-up's next page) until the gate opens. */
+        const gated = new Proxy(bus, {
+          get(target, property) {
+            if (property === 'read') {
+              return async (id: string, afterId: string | null, limit?: number) => {
+                reads += 1;
+                const slice = await target.read(id, afterId, limit);
+                if (reads === 2) await gate;
+                return slice;
+              };
+            }
+            const value = Reflect.get(target, property, target);
+            return typeof value === 'function' ? value.bind(target) : value;
+          },
+        });
+        const entryBytes = Buffer.byteLength((await bus.read(sessionId, null)).entries[0].data);
+        const maxHeldBytes = Math.floor(3.5 * entryBytes);
+        const feed = await SessionFeed.open(gated, sessionId, null, { pageSize: 2, maxHeldBytes });
+        const witness = new LiveRecorder();
+        const watching = await bus.subscribe(sessionId, witness);
+        const sink = new FeedRecorder();
+        feed.start(sink);
+        await waitUntil(() => reads === 2, { label: 'the second page to be read' });
+
+        const live = await publishMany(bus, sessionId, 6, 4);
+        await witness.untilCount(6);
+        // Six entries came while the page was read: more than maxHeldBytes, so the first three
+        // were let go (the log has them), and only what came after is held.
+        expect(feed.heldBytes).toBeGreaterThan(0);
+        expect(feed.heldBytes).toBeLessThanOrEqual(maxHeldBytes);
+        expect(feed.heldBytes).toBeLessThan(3 * entryBytes);
+
+        openGate();
+        const doneId = await bus.signalDone(sessionId, { status: 'completed' });
+        await sink.untilDone();
+        feed.close();
+        watching.unsubscribe();
+        expect(ids(sink.entries)).toEqual([...early, ...live, doneId]);
+        // The page after the gate, then a read for what was let go.
+        expect(reads).toBeGreaterThanOrEqual(3);
       });
 
       it('drops an event resent under a new id: its seq was delivered already', async () => {

@@ -1,9 +1,9 @@
 import type { LiveListener, LogSlice, Subscription } from '../../server/timeline/bus';
 import { MemoryBus } from '../../server/timeline/memory-bus';
 import { metricSample, request } from '../helpers/api';
-import { execute, newSessionId, startService, type RunningService, synthetic } from '../helpers/service';
+import { execute, listenWatchingSockets, newSessionId, startService, type RunningService, synthetic } from '../helpers/service';
 import { createParser } from 'eventsource-parser';
-import { isNamed, openSse, sendStreamRequest, timelineEvents, type SseFrame, type SseReader, seqAtLeast } from '../helpers/sse-reader';
+import { isNamed, openReady, openSse, sendStreamRequest, timelineEvents, type SseFrame, type SseReader, seqAtLeast } from '../helpers/sse-reader';
 import { waitUntil, within } from '../helpers/wait';
 import { range } from '../helpers/timeline-fixtures';
 
@@ -237,74 +237,72 @@ describe('MAX_STREAMS', () => {
   });
 });
 
-describe('slow readers (MAX_BUFFERED_BYTES)', () => {
-  it('cuts a reader that stops reading, counts it, and lets it resume without gap or duplicate', async () => {
-    const svc = await startService({ keepAliveMs: null, maxBufferedBytes: 64 * 1024 });
+describe('slow readers (MAX_BUFFERED_BYTES, SLOW_READER_TIMEOUT_MS)', () => {
+  it('holds at most MAX_BUFFERED_BYTES for a reader that stops reading, then catches it up from the log with nothing lost', async () => {
+    const maxBufferedBytes = 64 * 1024;
+    const bus = new MemoryBus();
+    const svc = await startService({ keepAliveMs: null, maxBufferedBytes }, { bus });
+    // Readers on a listener that shows the server's side of their sockets.
+    const watched = await listenWatchingSockets(svc.service);
     try {
       const sessionId = newSessionId();
-      const url = `${svc.url}/timeline/stream/${sessionId}`;
-      const slow = await openSse(url);
-      const normal = await openSse(url);
-      await slow.waitFor(isNamed('ready'));
-      await normal.waitFor(isNamed('ready'));
-      expect(await metric(svc.url, 'timeline_slow_readers_disconnected_total')).toBe(0);
+      const url = `${watched.url}/timeline/stream/${sessionId}`;
+      const slow = await openReady(url);
+      const normal = await openReady(url);
+      const [slowSide, normalSide] = watched.sockets;
+      expect(await metric(svc.url, 'timeline_slow_readers_caught_up_total')).toBe(0);
 
-      // ~18 MB in total, far more than the socket buffers of a reader that stopped reading.
+      // What the process holds unsent for each reader, after every event's fan-out (this
+      // listener comes last) and every millisecond while the slow one catches up.
+      let peakSlow = 0;
+      let peakNormal = 0;
+      const sample = () => {
+        peakSlow = Math.max(peakSlow, slowSide.writableLength);
+        peakNormal = Math.max(peakNormal, normalSide.writableLength);
+      };
+      const sampler = await bus.subscribe(sessionId, { onEntry: sample });
+      const ticker = setInterval(sample, 1);
+
+      // ~18 MB in all, far more than the socket buffers of a reader that stopped reading.
       const events = 300;
       slow.pause();
-      const run = execute(svc.url, synthetic(sessionId, { events, payload_bytes: 60000, interval_ms: 1 }));
-      await waitUntil(async () => (await metric(svc.url, 'timeline_slow_readers_disconnected_total')) >= 1, {
-        timeoutMs: 20000,
-        label: 'the slow reader to be cut',
-      });
-
-      // Reading again drains what reached the client before the cut, then the socket is closed.
-      slow.resume();
-      await within(slow.ended, 10000, 'the cut stream to close');
-      expect(slow.frames.some(isNamed('done'))).toBe(false);
-      const received = timelineEvents<Ev>(slow);
-      expect(received.length).toBeGreaterThan(0);
-      expect(received.length).toBeLessThan(events + 2);
-      expect(received.map((e) => e.seq)).toEqual(range(1, received.length));
-
-      const response = await run;
+      const response = await execute(svc.url, synthetic(sessionId, { events, payload_bytes: 60000, interval_ms: 1 }));
       expect(response.status).toBe(200);
       expect(response.body).toMatchObject({ status: 'completed', event_count: events + 2 });
       await normal.waitFor(isNamed('done'), 20000);
       expectEveryEventOnce(normal, events + 2);
-      // Only the stalled reader was cut.
-      expect(await metric(svc.url, 'timeline_slow_readers_disconnected_total')).toBe(1);
+      // The stalled reader was left behind, not cut, and not sent everything.
+      expect(slow.frames.some(isNamed('done'))).toBe(false);
+      expect(peakSlow).toBeGreaterThan(maxBufferedBytes / 2);
+      expect(peakSlow).toBeLessThanOrEqual(maxBufferedBytes);
 
-      const lastId = received.at(-1)!.event_id;
-      const resumed = await openSse(url, { headers: { 'Last-Event-ID': lastId } });
-      expect(resumed.status).toBe(200);
-      await within(resumed.ended, 20000, 'the resumed stream to end after done');
-      // Named events only: ready first, no gap, done last.
-      expect(resumed.frames.filter((f) => f.event !== undefined).map((f) => f.event)).toEqual(['ready', 'done']);
-      const rest = timelineEvents<Ev>(resumed);
-      expect([...received, ...rest].map((e) => e.seq)).toEqual(range(1, events + 2));
-      expect(rest.map((e) => e.event_id)).toEqual(
-        timelineEvents<Ev>(normal)
-          .slice(received.length)
-          .map((e) => e.event_id),
-      );
-      expect(await metric(svc.url, 'timeline_slow_readers_disconnected_total')).toBe(1);
+      // Reading again: it catches up from the log, every event once and in order, done last.
+      slow.resume();
+      await slow.waitFor(isNamed('done'), 20000);
+      await within(slow.ended, 5000, 'the server to end the caught-up stream after done');
+      clearInterval(ticker);
+      sampler.unsubscribe();
+      expectEveryEventOnce(slow, events + 2);
+      expect(peakSlow).toBeLessThanOrEqual(maxBufferedBytes);
+      expect(peakNormal).toBeLessThanOrEqual(maxBufferedBytes);
+      expect(await metric(svc.url, 'timeline_slow_readers_caught_up_total')).toBeGreaterThanOrEqual(1);
+      expect(await metric(svc.url, 'timeline_slow_readers_closed_total')).toBe(0);
       await expectNoStreamLeft(svc);
     } finally {
+      await watched.close();
       await svc.close();
     }
   });
 
-  it('cuts a reader that stalls while catching up on a big log as the run goes on, and lets it resume exactly once', async () => {
-    const maxBufferedBytes = 64 * 1024;
-    const svc = await startService({ keepAliveMs: null, maxBufferedBytes });
+  it('closes a reader stalled longer than SLOW_READER_TIMEOUT_MS in its replay, counts it, and a Last-Event-ID resume gets the rest exactly once', async () => {
+    const svc = await startService({ keepAliveMs: null, slowReaderTimeoutMs: 500 });
     try {
       const sessionId = newSessionId();
       const url = `${svc.url}/timeline/stream/${sessionId}`;
       const witness = await openSse(url);
       await witness.waitFor(isNamed('ready'));
       // ~36 MB in all; ~21 MB retained when the stalled reader joins, far more than its socket
-      // buffers take, so its replay is still waiting for `drain` while the run publishes.
+      // buffers take, so its replay stalls while the run publishes.
       const events = 600;
       const run = execute(svc.url, synthetic(sessionId, { events, payload_bytes: 60000, interval_ms: 5 }));
       let runEnded = false;
@@ -316,18 +314,18 @@ describe('slow readers (MAX_BUFFERED_BYTES)', () => {
       stalled.pause();
       const received: Buffer[] = [];
       const closed = new Promise<void>((resolve) => stalled.once('close', () => resolve()));
-      stalled.on('error', () => undefined); // a reset after the cut ends the reading, nothing more
-      await waitUntil(async () => (await metric(svc.url, 'timeline_slow_readers_disconnected_total')) >= 1, {
+      stalled.on('error', () => undefined); // a reset after the close ends the reading, nothing more
+      await waitUntil(async () => (await metric(svc.url, 'timeline_slow_readers_closed_total')) >= 1, {
         timeoutMs: 20000,
-        label: 'the reader stalled in its replay to be cut',
+        label: 'the reader stalled in its replay to be closed',
       });
       // Its slot and what the feed held are released while the run is still going.
-      await waitUntil(() => svc.service.streams.size === 1, { label: 'the cut stream to be released' });
+      await waitUntil(() => svc.service.streams.size === 1, { label: 'the closed stream to be released' });
       expect(runEnded).toBe(false);
 
       stalled.on('data', (chunk: Buffer) => received.push(chunk));
       stalled.resume();
-      await within(closed, 10000, 'the cut socket to close');
+      await within(closed, 10000, 'the closed socket to close');
       const frames = framesOfRawResponse(Buffer.concat(received));
       expect(frames[0]?.event).toBe('ready');
       expect(frames.some(isNamed('done'))).toBe(false);
@@ -346,7 +344,7 @@ describe('slow readers (MAX_BUFFERED_BYTES)', () => {
       expect(resumed.frames.filter((f) => f.event !== undefined).map((f) => f.event)).toEqual(['ready', 'done']);
       const rest = timelineEvents<Ev>(resumed);
       expect([...got, ...rest].map((e) => e.event_id)).toEqual(timelineEvents<Ev>(witness).map((e) => e.event_id));
-      expect(await metric(svc.url, 'timeline_slow_readers_disconnected_total')).toBe(1);
+      expect(await metric(svc.url, 'timeline_slow_readers_closed_total')).toBe(1);
       await expectNoStreamLeft(svc);
     } finally {
       await svc.close();
@@ -363,7 +361,7 @@ describe('slow readers (MAX_BUFFERED_BYTES)', () => {
       const late = await openSse(`${svc.url}/timeline/stream/${sessionId}`);
       expect(late.status).toBe(200);
       await within(late.ended, 20000, 'the replay to end after done');
-      expect(await metric(svc.url, 'timeline_slow_readers_disconnected_total')).toBe(0);
+      expect(await metric(svc.url, 'timeline_slow_readers_closed_total')).toBe(0);
       expectEveryEventOnce(late, events + 2);
       await expectNoStreamLeft(svc);
     } finally {

@@ -4,7 +4,7 @@ import request, { type Response } from 'supertest';
 import { expectJsonError, sendRaw } from '../helpers/api';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server';
 import { createTestService, newSessionId, startRedisService, startService, synthetic, type RunningService } from '../helpers/service';
-import { isNamed, openReady, openSse } from '../helpers/sse-reader';
+import { isNamed, openReady, openSse, wireFrames } from '../helpers/sse-reader';
 import { waitUntil, within } from '../helpers/wait';
 
 /** A run that stays running until it is cancelled (or the service closes). */
@@ -213,7 +213,11 @@ describe('untrusted input never reaches headers, SSE fields or Redis keys', () =
     const done = await reader.waitFor(isNamed('done'));
     expect(JSON.parse(reader.frames[0].data).session_id).toBe(sessionId.toLowerCase());
     expect(done.id).toMatch(/^\d+-\d+$/);
-    for (const line of reader.raw.split('\n')) expect(line).toMatch(/^(retry: \d+|event: (ready|done)|id: \d+-\d+|data: \{.*\}|)$/);
+    for (const frame of wireFrames(reader.raw)) {
+      for (const [name, value] of frame) {
+        expect(`${name}: ${value}`).toMatch(/^(retry: \d+|event: (ready|done)|id: \d+-\d+|data: \{.*\})$/);
+      }
+    }
   });
 
   describe('on Redis', () => {

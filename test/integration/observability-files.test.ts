@@ -81,7 +81,7 @@ describe('deploy/alerts.yml', () => {
     const reading = (metric: string) => alertRules.filter((rule) => metricNames(rule.expr).includes(metric)).map((rule) => rule.alert);
     expect(reading('timeline_run_longest_idle_seconds')).toEqual(['TimelineRunStuck']);
     expect(reading('timeline_bus_up')).toEqual(['TimelineBusDown']);
-    expect(reading('timeline_slow_readers_disconnected_total')).toEqual(['TimelineReadersCut']);
+    expect(reading('timeline_slow_readers_closed_total')).toEqual(['TimelineReadersCut']);
     const p99 = alertRules.filter((rule) => /histogram_quantile\(0\.99,/.test(rule.expr)).map((rule) => rule.alert);
     expect(p99).toEqual(['TimelinePublishToWriteP99High', 'TimelineFirstEventP99High']);
   });

@@ -8,7 +8,7 @@ import { compareEventIds } from '../../server/timeline/event-id';
 import { SessionFeed } from '../../server/timeline/session-feed';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server';
 import { waitUntil } from '../helpers/wait';
-import { draft } from '../helpers/timeline-fixtures';
+import { draft, keepingUpSink } from '../helpers/timeline-fixtures';
 import { describeBusBehaviour } from './bus-behaviour';
 
 let redis: RedisServer;
@@ -217,7 +217,7 @@ describe('RedisBus (Redis only)', () => {
       const feed = await SessionFeed.open(bus, sessionId, null);
       const received = new Entries();
       let gaps = 0;
-      feed.start({ entry: (entry) => received.list.push(entry), gap: () => gaps++, failed: (error) => { throw error; } });
+      feed.start(keepingUpSink({ entry: (entry) => received.list.push(entry), gap: () => gaps++, failed: (error) => { throw error; } }));
       await waitUntil(() => received.list.length === 1, { label: 'the first event' });
 
       expect(await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub')).toBeGreaterThanOrEqual(1);
@@ -291,7 +291,7 @@ describe('RedisBus (Redis only)', () => {
         const received = new Entries();
         const gaps: GapPayload[] = [];
         const failures: unknown[] = [];
-        feed.start({ entry: (entry) => received.list.push(entry), gap: (gap) => gaps.push(gap), failed: (error) => failures.push(error) });
+        feed.start(keepingUpSink({ entry: (entry) => received.list.push(entry), gap: (gap) => gaps.push(gap), failed: (error) => failures.push(error) }));
         const before = [];
         for (let seq = 1; seq <= 3; seq++) before.push(await owner.publish(sessionId, draft(sessionId, seq)));
 

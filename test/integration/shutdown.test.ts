@@ -4,14 +4,8 @@ import { handoverRetryMs, HANDOVER_RETRY_MAX_MS, HANDOVER_RETRY_MIN_MS } from '.
 import type { LogSlice } from '../../server/timeline/bus';
 import { MemoryBus } from '../../server/timeline/memory-bus';
 import { execute, newSessionId, startService, synthetic } from '../helpers/service';
-import { isNamed, openReady, openSse, seqAtLeast, type SseReader } from '../helpers/sse-reader';
+import { isNamed, openReady, openSse, seqAtLeast, trailingRetry } from '../helpers/sse-reader';
 import { waitUntil, within } from '../helpers/wait';
-
-/** The `retry:` the server sent after its last frame (the shutdown handover); `null` if none. */
-function trailingRetry(reader: SseReader): number | null {
-  const match = /(?:^|\n)retry: (\d+)\n\n$/.exec(reader.raw);
-  return match ? Number(match[1]) : null;
-}
 
 /** Resolves with the time `promise` settled. */
 const settledAt = (promise: Promise<unknown>): Promise<number> => promise.then(() => Date.now());

@@ -1,5 +1,5 @@
 import { execute, newSessionId, startService, type RunningService, synthetic } from '../helpers/service';
-import { isNamed, openSse, timelineEvents, seqAtLeast } from '../helpers/sse-reader';
+import { isNamed, openSse, timelineEvents, seqAtLeast, wireFrames } from '../helpers/sse-reader';
 
 type Ev = { event_id: string; seq: number; type: string; details?: Record<string, unknown> };
 
@@ -22,7 +22,13 @@ describe('GET /timeline/stream/:sessionId', () => {
     expect(JSON.parse(ready.data)).toEqual({ session_id: sessionId, status: 'waiting' });
     expect(ready.id).toBeUndefined();
     expect(reader.retry).toBe(2000);
-    expect(reader.raw.startsWith('retry: 2000\nevent: ready\n')).toBe(true);
+    // One first frame: the reconnection delay, then `ready`.
+    const [first] = wireFrames(reader.raw);
+    expect(first).toEqual([
+      ['retry', '2000'],
+      ['event', 'ready'],
+      ['data', ready.data],
+    ]);
     reader.destroy();
   });
 
@@ -229,7 +235,10 @@ describe('stream timers', () => {
       const reader = await openSse(`${svc.url}/timeline/stream/${newSessionId()}`);
       await reader.waitForComments(3);
       expect(reader.comments.slice(0, 3)).toEqual(['ping', 'ping', 'ping']);
-      expect(reader.raw).toContain('\n: ping\n\n');
+      // Each one a frame of its own: a comment line alone.
+      expect(wireFrames(reader.raw).filter((frame) => frame[0][0] === '')).toEqual(
+        reader.comments.map(() => [['', 'ping']]),
+      );
       reader.destroy();
     } finally {
       await svc.close();

@@ -54,7 +54,7 @@ const unicodeEvent = JSON.stringify({
   timestamp: '2026-11-21T18:00:00.000Z',
 });
 
-/** The server's frames (sse-frames.ts shapes), including the edge cases the spec allows. */
+/** The contract's frames, including the edge cases the spec allows. */
 const WIRE = [
   'retry: 2000\n',
   `event: ready\ndata: {"session_id":"${SESSION}","status":"waiting"}\n\n`,

@@ -6,6 +6,7 @@ class RecordingStream implements TimedStream {
   readonly writes: number[] = [];
   readonly pings: number[] = [];
   expiredAt: number | null = null;
+  closedAt: number | null = null;
 
   constructor(private readonly clock: { readonly tick: number }) {
     this.lastWriteTick = clock.tick;
@@ -25,13 +26,22 @@ class RecordingStream implements TimedStream {
   expire(): void {
     this.expiredAt = Date.now();
   }
+
+  closeStalled(): void {
+    this.closedAt = Date.now();
+  }
 }
 
 const KEEPALIVE_MS = 1600;
 const IDLE_MS = 8000;
+const STALL_MS = 4000;
 
-function timers(keepAliveMs: number | null, idleTimeoutMs: number | null): StreamTimers<RecordingStream> {
-  return new StreamTimers({ keepAliveMs, idleTimeoutMs, now: () => Date.now() });
+function timers(
+  keepAliveMs: number | null,
+  idleTimeoutMs: number | null,
+  slowReaderTimeoutMs: number | null = null,
+): StreamTimers<RecordingStream> {
+  return new StreamTimers({ keepAliveMs, idleTimeoutMs, slowReaderTimeoutMs, now: () => Date.now() });
 }
 
 function gaps(times: number[]): number[] {
@@ -119,15 +129,63 @@ describe('StreamTimers', () => {
     expect(waiting.pings).toEqual([]);
   });
 
-  it('forgets a removed stream: no ping, no expiry', () => {
-    subject = timers(KEEPALIVE_MS, IDLE_MS);
+  it('forgets a removed stream: no ping, no expiry, no close', () => {
+    subject = timers(KEEPALIVE_MS, IDLE_MS, STALL_MS);
     const stream = new RecordingStream(subject);
     subject.add(stream, true);
+    subject.stalled(stream);
     jest.advanceTimersByTime(KEEPALIVE_MS / 2);
     subject.remove(stream);
     jest.advanceTimersByTime(2 * IDLE_MS);
     expect(stream.pings).toEqual([]);
     expect(stream.expiredAt).toBeNull();
+    expect(stream.closedAt).toBeNull();
+  });
+
+  it('closes a stream stalled for the slow-reader timeout (a sixteenth late at most), unless it drained', () => {
+    subject = timers(null, null, STALL_MS);
+    const stalled = new RecordingStream(subject);
+    const drained = new RecordingStream(subject);
+    const restalled = new RecordingStream(subject);
+    for (const stream of [stalled, drained, restalled]) subject.add(stream, false);
+    const stalledAt = Date.now();
+    subject.stalled(stalled);
+    subject.stalled(drained);
+    subject.stalled(restalled);
+    jest.advanceTimersByTime(STALL_MS / 2);
+    // Stalled again while stalled: the first deadline holds.
+    subject.stalled(stalled);
+    subject.drained(drained);
+    subject.drained(restalled);
+    subject.stalled(restalled);
+    const restalledAt = Date.now();
+    jest.advanceTimersByTime(STALL_MS / 2 - 1);
+    expect(stalled.closedAt).toBeNull();
+    jest.advanceTimersByTime(STALL_MS / 16 + 1);
+    expect(stalled.closedAt! - stalledAt).toBeGreaterThanOrEqual(STALL_MS);
+    expect(restalled.closedAt).toBeNull();
+    jest.advanceTimersByTime(STALL_MS / 2);
+    expect(restalled.closedAt! - restalledAt).toBeGreaterThanOrEqual(STALL_MS);
+    jest.advanceTimersByTime(10 * STALL_MS);
+    expect(drained.closedAt).toBeNull();
+  });
+
+  it('starts its ticker for a stalled stream even with pings and idle expiry off, and forgets a removed one', () => {
+    subject = timers(null, null, STALL_MS);
+    const removed = new RecordingStream(subject);
+    const kept = new RecordingStream(subject);
+    subject.add(removed, true);
+    subject.add(kept, true);
+    expect(jest.getTimerCount()).toBe(0);
+    subject.stalled(removed);
+    subject.stalled(kept);
+    expect(jest.getTimerCount()).toBe(1);
+    subject.remove(removed);
+    jest.advanceTimersByTime(2 * STALL_MS);
+    expect(removed.closedAt).toBeNull();
+    expect(kept.closedAt).not.toBeNull();
+    expect(kept.pings).toEqual([]);
+    expect(kept.expiredAt).toBeNull();
   });
 
   it('runs no timer at all when both are off (KEEPALIVE_MS=0, STREAM_IDLE_TIMEOUT_MS=0)', () => {
