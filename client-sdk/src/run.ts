@@ -55,7 +55,8 @@ function toTimelineError(error: unknown): TimelineError {
 /** The outcome a `done` gives the `result` promise. */
 function doneError(done: DoneRecord): TimelineError | null {
   if (done.status === 'completed') return null;
-  if (done.status === 'cancelled') return new TimelineError('cancelled', done.error?.message ?? 'The run was cancelled', { done });
+  if (done.status === 'cancelled') return new TimelineError('cancelled', 'The run was cancelled', { done });
+  // The contract always sends `error` with `failed`; a server that does not still fails the run.
   return new TimelineError(done.error?.code ?? 'run_failed', done.error?.message ?? 'The run failed', { done });
 }
 

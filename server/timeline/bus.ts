@@ -1,4 +1,4 @@
-import type { DonePayload, GapPayload, SessionStatus, TimelineEvent } from '../../client-sdk/src/types';
+import type { DonePayload, GapPayload, SessionStatus, TimelineEventBase } from '../../client-sdk/src/types';
 
 /**
  * Entries a reader takes from a log at once (catch-up, history), so no reader holds a decoded
@@ -7,7 +7,7 @@ import type { DonePayload, GapPayload, SessionStatus, TimelineEvent } from '../.
 export const READ_PAGE_SIZE = 500;
 
 /** An event before the bus has given it its id. */
-export type EventDraft = Omit<TimelineEvent, 'event_id'>;
+export type EventDraft = Omit<TimelineEventBase, 'event_id'>;
 
 /**
  * One entry of a session's log: a timeline event or the terminal `done`.

@@ -164,7 +164,9 @@ function sessionOf(request: FakeRequest): string {
 
 export const eventId = (seq: number): string => `${1_700_000_000_000 + seq}-0`;
 
-export const timelineEvent = (sessionId: string, seq: number): TimelineEvent => ({ event_id: eventId(seq), ...draft(sessionId, seq) });
+/** A step whose details are the fixture's, not one of the built-in workflows' (the SDK passes details through). */
+export const timelineEvent = (sessionId: string, seq: number): TimelineEvent =>
+  ({ event_id: eventId(seq), ...draft(sessionId, seq) }) as TimelineEvent;
 
 export const readyFrame = (sessionId: string, status: SessionStatus = 'waiting', retryMs = 20): string =>
   `retry: ${retryMs}\nevent: ready\ndata: ${JSON.stringify({ session_id: sessionId, status } satisfies ReadyPayload)}\n\n`;
