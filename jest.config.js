@@ -5,10 +5,7 @@ module.exports = {
   testMatch: ['**/*.test.ts'],
   transform: {
     '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json', isolatedModules: true }],
-    // uuid (the client SDK's) ships ESM only; jest runs CommonJS, so ts-jest converts it.
-    '^.+/node_modules/uuid/.+\\.js$': ['ts-jest', { tsconfig: { allowJs: true }, isolatedModules: true }],
   },
-  transformIgnorePatterns: ['/node_modules/(?!uuid/)'],
   // The client SDK is ESM source: its relative imports end in `.js` and name `.ts` files.
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   testTimeout: 30000,

@@ -23,7 +23,7 @@ function selectedE2eFiles(globalConfig: Config.GlobalConfig): string[] {
  */
 const BROWSER_BUILDS: Record<string, string> = {
   'demo-page.test.ts': path.join('demo', 'build.mjs'),
-  'sdk-browser.test.ts': path.join('client-sdk', 'scripts', 'bundle-browser.mjs'),
+  'sdk-browser.test.ts': path.join('client-sdk', 'scripts', 'build.mjs'),
 };
 
 function run(args: string[], what: string): void {
