@@ -3,9 +3,9 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
-import { getHistory } from '../helpers/api';
-import { launchChromium } from '../helpers/chromium';
-import { startService, type RunningService } from '../helpers/service';
+import { getHistory } from '../../../test/helpers/api';
+import { launchChromium } from '../../../test/helpers/chromium';
+import { startService, type RunningService } from '../../../test/helpers/service';
 
 /**
  * The built browser bundle (client-sdk/dist/timeline-client.browser.js) in headless Debian
@@ -13,9 +13,8 @@ import { startService, type RunningService } from '../helpers/service';
  * `Last-Event-ID` / `Prefer` are real), following runs of a real server to `done`.
  */
 
-const ROOT = path.resolve(__dirname, '..', '..');
 // Built by jest's globalSetup when this suite runs, as `npm run build` builds it.
-const BUNDLE = path.join(ROOT, 'client-sdk', 'dist', 'timeline-client.browser.js');
+const BUNDLE = path.resolve(__dirname, '..', '..', 'dist', 'timeline-client.browser.js');
 
 /** What the page shows: one line per timeline event, and the outcome. */
 const PAGE = `<!doctype html>

@@ -1,7 +1,7 @@
-import type { FetchLike } from '../../client-sdk/src/api';
-import type { DonePayload, GapPayload, ReadyPayload, SessionStatus, TimelineEvent } from '../../client-sdk/src/types';
-import { draft, range } from './timeline-fixtures';
-import { Waiters } from './wait';
+import type { FetchLike } from '../../src/api';
+import type { DonePayload, GapPayload, ReadyPayload, SessionStatus, TimelineEvent } from '../../src/types';
+import { draft, range } from '../../../test/helpers/timeline-fixtures';
+import { Waiters } from '../../../test/helpers/wait';
 
 /**
  * A scripted stand-in for the service behind the SDK's injectable `fetch`, for unit tests of
