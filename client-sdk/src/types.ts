@@ -220,16 +220,8 @@ export type HttpErrorCode =
   | 'too_many_runs'
   | 'too_many_streams';
 
-/** `error.code` of a failed run's `done` and `WORKFLOW_ERROR`. */
-export type RunErrorCode =
-  /** The instance running it died or lost Redis; another instance ended it. */
-  | 'run_lost'
-  /** The instance shut down before the run finished. */
-  | 'shutdown'
-  /** Redis stayed unreachable longer than `BUS_OUTAGE_MS`. */
-  | 'bus_unavailable'
-  | 'internal_error'
-  /** The model provider failed (`ANTHROPIC_API_KEY` set): */
+/** `error.code` of a run failed by the model provider (the Anthropic API, when configured). */
+export type ModelErrorCode =
   | 'model_auth_failed'
   | 'model_rate_limited'
   | 'model_overloaded'
@@ -239,6 +231,17 @@ export type RunErrorCode =
   | 'model_connection_lost'
   | 'model_timeout'
   | 'model_error';
+
+/** `error.code` of a failed run's `done` and `WORKFLOW_ERROR`. */
+export type RunErrorCode =
+  /** The instance running it died or lost Redis; another instance ended it. */
+  | 'run_lost'
+  /** The instance shut down before the run finished. */
+  | 'shutdown'
+  /** Redis stayed unreachable longer than `BUS_OUTAGE_MS`. */
+  | 'bus_unavailable'
+  | 'internal_error'
+  | ModelErrorCode;
 
 /** An error as the service sends it. `code` is open: a newer service may add codes. */
 export interface ErrorInfo {

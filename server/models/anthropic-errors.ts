@@ -5,19 +5,9 @@ import {
   AuthenticationError,
   PermissionDeniedError,
 } from '@anthropic-ai/sdk';
+// The `error.code`s a run fails with when the Anthropic provider fails (README, "Using Claude").
+import type { ModelErrorCode } from '../../client-sdk/src/types';
 import { ModelError } from './model';
-
-/** The `error.code` a run fails with when the Anthropic provider fails (see README, "Using Claude"). */
-export type ModelErrorCode =
-  | 'model_auth_failed'
-  | 'model_rate_limited'
-  | 'model_overloaded'
-  | 'model_unavailable'
-  | 'model_bad_request'
-  | 'model_stream_error'
-  | 'model_connection_lost'
-  | 'model_timeout'
-  | 'model_error';
 
 /** What the call knew when it failed, beyond the error itself. */
 export interface FailureContext {

@@ -5,7 +5,6 @@
  * It proves that `switch (event.type)` narrows `details`, `done` narrows on `status`, and the
  * React hook's result is typed.
  */
-import type { ModelErrorCode } from '../../../server/models/anthropic-errors';
 import type {
   DonePayload,
   DoneRecord,
@@ -126,6 +125,3 @@ export function typesTheHook(t: UseTimelineResult<{ answer: string }>): void {
   t.start({ project_id: 'p' });
   void t.cancel().then(() => t.reset());
 }
-
-/** The SDK's run error codes cover every code the model provider can fail a run with. */
-export const modelCodesAreRunCodes = (code: ModelErrorCode): RunErrorCode => code;

@@ -60,7 +60,16 @@ function setup(saved: PersistedSession | null = null, persist = true) {
   });
   const until = (match: (state: TimelineState<{ events: number }>) => boolean, label: string) =>
     waiters.until(() => (match(store.getSnapshot()) ? store.getSnapshot() : undefined), 5000, () => label);
-  return { service, store, persistence, seen, until };
+  /** A component uses the store and starts a run; the service sends ready and `events` events. */
+  const running = async (events: number) => {
+    store.attach();
+    const sessionId = store.start(REQUEST);
+    const stream = await service.nextStream();
+    stream.send(readyFrame(sessionId) + eventFrames(sessionId, 1, events));
+    await until((state) => state.events.length === events, `${events} events`);
+    return { sessionId, stream };
+  };
+  return { service, store, persistence, seen, until, running };
 }
 
 const streamsOf = (service: FakeService) => service.requestsTo('/timeline/stream/');
@@ -154,12 +163,9 @@ describe('useTimeline state: a run started here', () => {
   });
 
   it('cancel(): asks the server, then shows cancelled when done says so', async () => {
-    const { service, store, until } = setup();
-    store.attach();
-    const sessionId = store.start(REQUEST);
-    const stream = await service.nextStream();
-    stream.send(readyFrame(sessionId) + eventFrames(sessionId, 1, 2));
-    await until((state) => state.status === 'running', 'running');
+    const { service, store, until, running } = setup();
+    const { sessionId, stream } = await running(2);
+    expect(store.getSnapshot().status).toBe('running');
     await store.cancel();
     expect(service.requestsTo(`/timeline/${sessionId}/cancel`)).toHaveLength(1);
     stream.send(eventFrames(sessionId, 3, 3) + doneFrame(eventId(4), { status: 'cancelled' }));
@@ -180,12 +186,8 @@ describe('useTimeline state: a run started here', () => {
   });
 
   it('reset(): idle, the stream closed, the session forgotten, the run left to the server', async () => {
-    const { service, store, persistence, until } = setup();
-    store.attach();
-    const sessionId = store.start(REQUEST);
-    const stream = await service.nextStream();
-    stream.send(readyFrame(sessionId) + eventFrames(sessionId, 1, 2));
-    await until((state) => state.events.length === 2, 'two events');
+    const { service, store, persistence, running } = setup();
+    const { sessionId, stream } = await running(2);
     store.reset();
     expect(store.getSnapshot()).toEqual(store.getServerSnapshot());
     expect(persistence.saved).toBeNull();
@@ -198,11 +200,8 @@ describe('useTimeline state: a run started here', () => {
   });
 
   it('with persist off it keeps nothing', async () => {
-    const { service, store, persistence, until } = setup(null, false);
-    store.attach();
-    const sessionId = store.start(REQUEST);
-    (await service.nextStream()).send(readyFrame(sessionId) + eventFrames(sessionId, 1, 1));
-    await until((state) => state.events.length === 1, 'an event');
+    const { persistence, running } = setup(null, false);
+    await running(1);
     expect(persistence.writes).toBe(0);
   });
 });
@@ -224,12 +223,8 @@ describe('useTimeline state: mounting', () => {
   });
 
   it('an unmount stops following after a tick; the run goes on and a later mount resumes after what it has', async () => {
-    const { service, store, until } = setup();
-    store.attach();
-    const sessionId = store.start(REQUEST);
-    const first = await service.nextStream();
-    first.send(readyFrame(sessionId) + eventFrames(sessionId, 1, 3));
-    await until((state) => state.events.length === 3, 'three events');
+    const { service, store, until, running } = setup();
+    const { sessionId, stream: first } = await running(3);
     store.detach();
     await within(first.closed, 2000, 'the stream to close');
     expect(service.requestsTo(`/timeline/${sessionId}/cancel`)).toHaveLength(0);
