@@ -16,6 +16,7 @@ import type {
   TimelineEvent,
   TimelineEventOf,
   TimelineError,
+  TimelineErrorCode,
 } from '../../src/index';
 import type { UseTimelineResult } from '../../src/react/index';
 
@@ -117,6 +118,11 @@ export function typesTheHook(t: UseTimelineResult<{ answer: string }>): void {
   exactly<readonly TimelineEvent[]>()(t.events);
   exactly<{ answer: string } | undefined>()(t.result);
   exactly<TimelineError | null>()(t.error);
+  if (t.error) {
+    // The SDK's codes and the service's complete in an editor; any other string still fits.
+    const code: TimelineErrorCode = t.error.code;
+    if (code === 'retries_exhausted' || code === 'session_conflict' || code === 'run_lost' || code === 'newer_code') void code;
+  }
   exactly<string | null>()(t.sessionId);
   t.start({ project_id: 'p', query: 'q', workflow: 'synthetic', params: { events: 3 } });
   // @ts-expect-error the hook makes the session id itself
