@@ -1,15 +1,16 @@
 /** @type {import('jest').Config} */
 module.exports = {
   testEnvironment: 'node',
-  roots: ['<rootDir>/test'],
+  // The SDK's tests live in its package; those that need a real server use test/helpers.
+  roots: ['<rootDir>/test', '<rootDir>/client-sdk/test'],
   testMatch: ['**/*.test.ts'],
   transform: {
     '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json', isolatedModules: true }],
-    // uuid (the client SDK's) and @apidevtools/json-schema-ref-parser (the OpenAPI validator's)
-    // ship ESM only; jest runs CommonJS, so ts-jest converts them.
-    '^.+/node_modules/(uuid|@apidevtools/json-schema-ref-parser)/.+\\.js$': ['ts-jest', { tsconfig: { allowJs: true }, isolatedModules: true }],
+    // @apidevtools/json-schema-ref-parser (the OpenAPI validator's) ships ESM only; jest runs
+    // CommonJS, so ts-jest converts it.
+    '^.+/node_modules/@apidevtools/json-schema-ref-parser/.+\\.js$': ['ts-jest', { tsconfig: { allowJs: true }, isolatedModules: true }],
   },
-  transformIgnorePatterns: ['/node_modules/(?!(uuid|@apidevtools/json-schema-ref-parser)/)'],
+  transformIgnorePatterns: ['/node_modules/(?!@apidevtools/json-schema-ref-parser/)'],
   // The client SDK is ESM source: its relative imports end in `.js` and name `.ts` files.
   moduleNameMapper: {
     '^(\\.{1,2}/.*)\\.js$': '$1',

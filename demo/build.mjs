@@ -1,6 +1,6 @@
 // Builds the demo page served at `GET /` into dist/demo/ (beside the compiled server in
 // dist/server/, which serves it from there): the page's script with the client SDK bundled in
-// (from the SDK's source, through demo/tsconfig.json's paths), plus the HTML and CSS.
+// (the built package `@timeline/client`, as an app's bundler takes it), plus the HTML and CSS.
 import { build } from 'esbuild';
 import { copyFile, mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';

@@ -53,8 +53,7 @@ export class TimelineView {
     this.#count += 1;
     const agent = event.agent_name ?? '';
     if (event.type === 'AGENT_TOKEN') {
-      const text = typeof event.details?.text === 'string' ? event.details.text : '';
-      const chunk = keyed(element('span', 'token', text), event);
+      const chunk = keyed(element('span', 'token', event.details.text), event);
       // A card whose start was trimmed from the log (a gap) is opened by the first token, unkeyed.
       (this.#cards.get(agent) ?? this.#openCard(event, false)).append(chunk);
       return;

@@ -1,4 +1,4 @@
-import type { DoneRecord } from './types.js';
+import type { DoneRecord, HttpErrorCode, RunErrorCode } from './types.js';
 
 /**
  * Codes the SDK itself gives a {@link TimelineError}. Every other code is the server's
@@ -22,6 +22,12 @@ export type ClientErrorCode =
   /** A run ended `failed` without an error code (the contract always sends one). */
   | 'run_failed';
 
+/**
+ * A {@link TimelineError}'s `code`: the SDK's own, the service's HTTP error codes, or a failed
+ * run's code; open to codes a newer service adds.
+ */
+export type TimelineErrorCode = ClientErrorCode | HttpErrorCode | RunErrorCode | (string & {});
+
 export interface TimelineErrorOptions {
   /** HTTP status, when the server answered with an error. */
   status?: number;
@@ -33,11 +39,11 @@ export interface TimelineErrorOptions {
 /** Every failure the SDK reports: match on `code`, never on the message. */
 export class TimelineError extends Error {
   override readonly name = 'TimelineError';
-  readonly code: ClientErrorCode | (string & {});
+  readonly code: TimelineErrorCode;
   readonly status: number | undefined;
   readonly done: DoneRecord | undefined;
 
-  constructor(code: ClientErrorCode | (string & {}), message: string, options: TimelineErrorOptions = {}) {
+  constructor(code: TimelineErrorCode, message: string, options: TimelineErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.status = options.status;

@@ -4,7 +4,7 @@ export type { ConnectionState, TimelineRun, RunCallbacks, RunOptions } from './r
 export { parseTimeline } from './parse-timeline.js';
 export type { ParsedTimeline } from './parse-timeline.js';
 export { TimelineError } from './errors.js';
-export type { ClientErrorCode } from './errors.js';
+export type { ClientErrorCode, TimelineErrorCode } from './errors.js';
 export type { ReconnectOptions } from './backoff.js';
 export type { FetchLike, HeadersOption } from './api.js';
 export { TIMELINE_EVENT_TYPES } from './types.js';

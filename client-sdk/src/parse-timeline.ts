@@ -1,5 +1,5 @@
 import { createParser } from 'eventsource-parser';
-import type { DoneRecord, ExpiredPayload, GapPayload, ReadyPayload, TimelineEvent } from './types.js';
+import type { DonePayload, DoneRecord, ExpiredPayload, GapPayload, ReadyPayload, TimelineEvent } from './types.js';
 
 /** What a finished `GET /timeline/stream/:sessionId` response carried, by kind, each in wire order. */
 export interface ParsedTimeline {
@@ -45,7 +45,7 @@ export function parseTimeline(text: string): ParsedTimeline {
           timeline.ready = parseData<ReadyPayload>(data, 'event: ready');
           break;
         case 'done':
-          timeline.done = { id: id ?? '', ...parseData<Omit<DoneRecord, 'id'>>(data, 'event: done') };
+          timeline.done = { id: id ?? '', ...parseData<DonePayload>(data, 'event: done') };
           break;
         case 'gap':
           timeline.gaps.push(parseData<GapPayload>(data, 'event: gap'));

@@ -1,6 +1,6 @@
 import { abortedError, TimelineError } from './errors.js';
 import type { StreamSink } from './session-stream.js';
-import type { DoneRecord, GapPayload, TimelineEvent } from './types.js';
+import type { DoneRecord, GapPayload, ReadyPayload, TimelineEvent } from './types.js';
 
 /** The stream's connection: `live` from each `ready`, `reconnecting` from a drop to the next `ready`. */
 export type ConnectionState = 'live' | 'reconnecting';
@@ -26,6 +26,11 @@ export interface RunCallbacks {
    * Not called once the run has ended, nor for a failure that ends it.
    */
   onConnection?: ((state: ConnectionState) => void) | null;
+  /**
+   * Each (re)connection's `ready`: the session's status as the server saw it then. `waiting`
+   * on a session you followed because you saw its events means its log is gone (expired).
+   */
+  onReady?: ((ready: ReadyPayload) => void) | null;
 }
 
 export interface RunOptions extends RunCallbacks {
@@ -52,11 +57,17 @@ function toTimelineError(error: unknown): TimelineError {
   return new TimelineError('protocol_error', `Unexpected failure while following the session: ${message}`, { cause: error });
 }
 
+/** @internal The error a failed `done` rejects the `result` promise with. */
+export function errorOfDone(done: DoneRecord): TimelineError {
+  // The contract always sends `error` with `failed`; a server that does not still fails the run.
+  return new TimelineError(done.error?.code ?? 'run_failed', done.error?.message ?? 'The run failed', { done });
+}
+
 /** The outcome a `done` gives the `result` promise. */
 function doneError(done: DoneRecord): TimelineError | null {
   if (done.status === 'completed') return null;
-  if (done.status === 'cancelled') return new TimelineError('cancelled', done.error?.message ?? 'The run was cancelled', { done });
-  return new TimelineError(done.error?.code ?? 'run_failed', done.error?.message ?? 'The run failed', { done });
+  if (done.status === 'cancelled') return new TimelineError('cancelled', 'The run was cancelled', { done });
+  return errorOfDone(done);
 }
 
 /** Like an `EventTarget`: a throwing listener is reported, the dispatcher carries on. */
@@ -82,6 +93,7 @@ export class TimelineRun<R = unknown> implements AsyncIterable<TimelineEvent> {
   onDone: RunCallbacks['onDone'];
   onError: RunCallbacks['onError'];
   onConnection: RunCallbacks['onConnection'];
+  onReady: RunCallbacks['onReady'];
   /** Every gap reported so far, so an app that only iterates can still see data was lost. */
   readonly gaps: GapPayload[] = [];
 
@@ -110,6 +122,7 @@ export class TimelineRun<R = unknown> implements AsyncIterable<TimelineEvent> {
     this.onDone = options.onDone;
     this.onError = options.onError;
     this.onConnection = options.onConnection;
+    this.onReady = options.onReady;
     this.#lastEventId = options.lastEventId ?? null;
     this.#cancel = driver.cancel;
 
@@ -122,7 +135,10 @@ export class TimelineRun<R = unknown> implements AsyncIterable<TimelineEvent> {
       controller.signal.addEventListener('abort', () => signal.removeEventListener('abort', abort), { once: true });
     }
     const sink: StreamSink = {
-      ready: () => this.#connect('live'),
+      ready: (ready) => {
+        this.#connect('live');
+        if (!this.#outcome) invoke(this.onReady, ready);
+      },
       reconnecting: () => this.#connect('reconnecting'),
       event: (event) => this.#deliver(event),
       gap: (gap) => {

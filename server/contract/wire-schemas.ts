@@ -9,13 +9,16 @@ import {
   type ExecuteResult,
   type ExpiredPayload,
   type GapPayload,
+  type HttpErrorCode as SdkHttpErrorCode,
+  type ModelErrorCode as SdkModelErrorCode,
   type ReadyPayload,
+  type RunErrorCode as SdkRunErrorCode,
   type SessionHistory,
-  type TimelineEvent,
+  type TimelineEventBase,
 } from '../../client-sdk/src/types';
 import type { StepDraft } from '../workflows/workflow';
 import { EVENT_ID_PATTERN } from '../timeline/event-id';
-import { errorCodes, type ErrorCode } from './error-codes';
+import { errorCodes, type DoneErrorCode, type ErrorCode, type HttpErrorCode, type ModelErrorCode } from './error-codes';
 
 /**
  * The wire format as zod schemas: request bodies, response bodies and stream payloads. The
@@ -59,7 +62,10 @@ export const timelineEventSchema = z
     status: timelineEventStatusSchema,
     message: z.string().meta({ description: 'A human-readable line for a timeline UI.' }),
     agent_name: z.string().optional(),
-    details: z.record(z.string(), z.unknown()).optional().meta({ description: 'Type-specific details.' }),
+    details: z
+      .record(z.string(), z.unknown())
+      .optional()
+      .meta({ description: "Type-specific details (the built-in workflows' are typed by the client SDK's `TimelineEvent` union)." }),
     timestamp: z.iso.datetime().meta({ description: 'When the step was published (ISO 8601, UTC).' }),
   })
   .meta({ description: 'One workflow step: a default (unnamed) SSE message whose `id` is `event_id`.' });
@@ -78,16 +84,27 @@ export const doneErrorSchema = z.strictObject({
   message: z.string(),
 });
 
+const completedDone = {
+  status: z.literal('completed'),
+  result: z.unknown().optional().meta({ description: "The workflow's result (any JSON value)." }),
+};
+const failedDone = {
+  status: z.literal('failed'),
+  error: doneErrorSchema.meta({ description: 'Why the run failed.' }),
+};
+const cancelledDone = { status: z.literal('cancelled') };
+
 export const donePayloadSchema = z
-  .strictObject({
-    status: runOutcomeSchema,
-    result: z.unknown().optional().meta({ description: 'The workflow\'s result (any JSON value), when `completed`.' }),
-    error: doneErrorSchema.optional().meta({ description: 'Why the run failed, when `failed`.' }),
-  })
+  .discriminatedUnion('status', [z.strictObject(completedDone), z.strictObject(failedDone), z.strictObject(cancelledDone)])
   .meta({ description: 'How the run ended: the payload of `event: done`. It is not a TimelineEvent.' });
 
+const withId = { id: eventIdSchema };
 export const doneRecordSchema = z
-  .strictObject({ id: eventIdSchema, ...donePayloadSchema.shape })
+  .discriminatedUnion('status', [
+    z.strictObject({ ...withId, ...completedDone }),
+    z.strictObject({ ...withId, ...failedDone }),
+    z.strictObject({ ...withId, ...cancelledDone }),
+  ])
   .meta({ description: '`done` with its id, ordered after every event of the session.' });
 
 export const readyPayloadSchema = z
@@ -190,21 +207,29 @@ export const NAMED_SCHEMAS = {
 // set here and a string in the SDK's types, so new codes do not break old clients.)
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 type Expect<T extends true> = T;
-type WithCode<T, Code> = { [K in keyof T]: K extends 'error' ? ({ code: Code; message: string } | undefined) : T[K] };
 type Wire<S extends z.ZodType> = z.infer<S>;
+/** `details` apart: a record here, any object there (the SDK's per-type details are interfaces). */
+type WithoutDetails<T> = Omit<T, 'details'>;
 
 export type WireTypesAgree = [
-  Expect<Same<Wire<typeof timelineEventSchema>, TimelineEvent>>,
+  Expect<Same<WithoutDetails<Wire<typeof timelineEventSchema>>, WithoutDetails<TimelineEventBase>>>,
+  Expect<Wire<typeof timelineEventSchema> extends TimelineEventBase ? true : false>,
   Expect<Same<Wire<typeof stepDraftSchema>, StepDraft>>,
   Expect<Same<Wire<typeof readyPayloadSchema>, ReadyPayload>>,
   Expect<Same<Wire<typeof gapPayloadSchema>, GapPayload>>,
   Expect<Same<Wire<typeof expiredPayloadSchema>, ExpiredPayload>>,
-  Expect<Same<WithCode<Wire<typeof donePayloadSchema>, string>, WithCode<DonePayload, string>>>,
-  Expect<Same<WithCode<Wire<typeof doneRecordSchema>, string>, WithCode<DoneRecord, string>>>,
+  // The SDK's `done` unions spell out the absent fields (`error?: undefined`); every value here is one of them.
+  Expect<Wire<typeof donePayloadSchema> extends DonePayload ? true : false>,
+  Expect<Same<Wire<typeof donePayloadSchema>['status'], DonePayload['status']>>,
+  Expect<Wire<typeof doneRecordSchema> extends DoneRecord ? true : false>,
   Expect<Same<Wire<typeof executeRequestSchema>, ExecuteRequest>>,
   Expect<Same<Wire<typeof executeResultSchema>, ExecuteResult>>,
   Expect<Same<Wire<typeof executeAcceptedSchema>, ExecuteAccepted>>,
-  Expect<Same<Omit<Wire<typeof sessionHistorySchema>, 'done'>, Omit<SessionHistory, 'done'>>>,
-  Expect<Wire<typeof sessionHistorySchema> extends SessionHistory ? true : false>,
+  Expect<Same<Omit<Wire<typeof sessionHistorySchema>, 'done' | 'events'>, Omit<SessionHistory, 'done' | 'events'>>>,
+  Expect<Wire<typeof sessionHistorySchema>['done'] extends SessionHistory['done'] ? true : false>,
   Expect<Wire<ReturnType<typeof errorBodySchema>> extends ErrorBody ? true : false>,
+  // The client SDK names every code of the error table, by channel.
+  Expect<Same<SdkHttpErrorCode, HttpErrorCode>>,
+  Expect<Same<SdkRunErrorCode, DoneErrorCode>>,
+  Expect<Same<SdkModelErrorCode, ModelErrorCode>>,
 ];

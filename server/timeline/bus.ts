@@ -1,4 +1,4 @@
-import type { DonePayload, GapPayload, SessionStatus, TimelineEvent } from '../../client-sdk/src/types';
+import type { DonePayload, GapPayload, SessionStatus, TimelineEventBase } from '../../client-sdk/src/types';
 import type { ErrorCode } from '../contract/error-codes';
 
 /**
@@ -8,7 +8,7 @@ import type { ErrorCode } from '../contract/error-codes';
 export const READ_PAGE_SIZE = 500;
 
 /** An event before the bus has given it its id. */
-export type EventDraft = Omit<TimelineEvent, 'event_id'>;
+export type EventDraft = Omit<TimelineEventBase, 'event_id'>;
 
 /**
  * One entry of a session's log: a timeline event or the terminal `done`.

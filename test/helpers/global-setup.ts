@@ -4,34 +4,43 @@ import path from 'node:path';
 import type { Config } from '@jest/types';
 
 const ROOT = path.resolve(__dirname, '..', '..');
-const E2E_DIR = path.join(ROOT, 'test', 'e2e');
+/** Where multi-process and browser suites live: the service's and the client SDK's. */
+const E2E_DIRS = [path.join('test', 'e2e'), path.join('client-sdk', 'test', 'e2e')];
 
 /** The multi-process suites in this run; a run of only unit or integration tests needs no build. */
 function selectedE2eFiles(globalConfig: Config.GlobalConfig): string[] {
-  const files = readdirSync(E2E_DIR)
-    .filter((name) => name.endsWith('.test.ts'))
-    .map((name) => path.join(E2E_DIR, name));
+  const files = E2E_DIRS.flatMap((dir) =>
+    readdirSync(path.join(ROOT, dir))
+      .filter((name) => name.endsWith('.test.ts'))
+      .map((name) => path.join(dir, name)),
+  );
   const pattern = globalConfig.testPathPattern;
   if (!pattern) return files;
   const matcher = new RegExp(pattern, 'i');
-  return files.filter((file) => matcher.test(file));
+  return files.filter((file) => matcher.test(path.join(ROOT, file)));
 }
 
+/** `npm run build -w client-sdk`: dist/esm, dist/cjs and the browser bundle. */
+const SDK_BUILD = path.join('client-sdk', 'scripts', 'build.mjs');
+/** The demo page, which imports the built SDK package. */
+const DEMO_BUILD = path.join('demo', 'build.mjs');
+
 /**
- * Browser assets a suite loads, built by the same scripts `npm run build` runs (esbuild: well
- * under a second each), only when that suite is in the run.
+ * What a suite loads beyond the compiled server, built by the same scripts `npm run build`
+ * runs (esbuild and tsc: a few seconds), in this order, only when that suite is in the run.
  */
-const BROWSER_BUILDS: Record<string, string> = {
-  'demo-page.test.ts': path.join('demo', 'build.mjs'),
-  'sdk-browser.test.ts': path.join('client-sdk', 'scripts', 'bundle-browser.mjs'),
+const SUITE_BUILDS: Record<string, string[]> = {
+  [path.join('test', 'e2e', 'demo-page.test.ts')]: [SDK_BUILD, DEMO_BUILD],
+  [path.join('client-sdk', 'test', 'e2e', 'browser-bundle.test.ts')]: [SDK_BUILD],
+  [path.join('client-sdk', 'test', 'e2e', 'package.test.ts')]: [SDK_BUILD],
+  [path.join('client-sdk', 'test', 'e2e', 'react-reload.test.ts')]: [SDK_BUILD],
+  // Installs both packages as a consumer does.
+  [path.join('test', 'e2e', 'consumer.test.ts')]: [SDK_BUILD],
 };
 
-/** Suites that install the packages as a consumer does, and need the client SDK's package built too. */
-const SDK_PACKAGE_BUILDS = new Set(['consumer.test.ts']);
-
-function run(args: string[], what: string, command = process.execPath): void {
+function run(args: string[], what: string): void {
   try {
-    execFileSync(command, args, { cwd: ROOT, stdio: 'pipe' });
+    execFileSync(process.execPath, args, { cwd: ROOT, stdio: 'pipe' });
   } catch (error) {
     const { stdout, stderr } = error as { stdout?: Buffer; stderr?: Buffer };
     throw new Error(`${what} failed; the e2e suites need it:\n${stdout?.toString() ?? ''}${stderr?.toString() ?? ''}`, {
@@ -43,8 +52,7 @@ function run(args: string[], what: string, command = process.execPath): void {
 /**
  * Compiles `server/` once per jest run, as `npm run build` does (with the package's ESM entry),
  * so the e2e suites start the same `dist/server/main.js` that `npm start` runs (no on-the-fly
- * compiling in production), and builds the browser assets of the selected browser suites and
- * the client SDK's package for the consumer suite.
+ * compiling in production), and builds what the selected browser and package suites load.
  */
 export default function globalSetup(globalConfig: Config.GlobalConfig): void {
   const selected = selectedE2eFiles(globalConfig);
@@ -52,15 +60,8 @@ export default function globalSetup(globalConfig: Config.GlobalConfig): void {
   const tsc = require.resolve('typescript/bin/tsc', { paths: [ROOT] });
   run([tsc, '-p', 'tsconfig.build.json'], 'npm run build (tsc -p tsconfig.build.json)');
   run([path.join(ROOT, 'server', 'build-esm-entry.mjs')], 'npm run build (node server/build-esm-entry.mjs)');
-  for (const file of selected) {
-    const script = BROWSER_BUILDS[path.basename(file)];
-    if (script) run([path.join(ROOT, script)], `npm run build (node ${script})`);
-    if (SDK_PACKAGE_BUILDS.has(path.basename(file))) {
-      // The SDK's own build script, whatever it does: npm (the one running us, when there is one).
-      const npmCli = process.env.npm_execpath;
-      const args = ['run', 'build', '--workspace', 'client-sdk'];
-      if (npmCli) run([npmCli, ...args], 'npm run build --workspace client-sdk');
-      else run(args, 'npm run build --workspace client-sdk', 'npm');
-    }
+  const scripts = new Set(selected.flatMap((file) => SUITE_BUILDS[file] ?? []));
+  for (const script of [SDK_BUILD, DEMO_BUILD].filter((build) => scripts.has(build))) {
+    run([path.join(ROOT, script)], `npm run build (node ${script})`);
   }
 }

@@ -90,7 +90,10 @@ describe('docs/asyncapi.yaml', () => {
   it("has one message per frame kind of the stream, and done's error codes are the table's", () => {
     const document = committed(ASYNCAPI_PATH);
     expect(Object.keys(document.components.messages)).toEqual(['ready', 'timelineEvent', 'done', 'gap', 'expired', 'keepAlive']);
-    const doneError = document.components.schemas.DonePayload.properties.error;
+    // `done` is a union on `status`; only `failed` carries an error.
+    const variants = document.components.schemas.DonePayload.oneOf as Array<{ properties: Record<string, any> }>;
+    expect(variants.map((variant) => variant.properties.status.const)).toEqual(['completed', 'failed', 'cancelled']);
+    const doneError = variants[1].properties.error;
     expect(doneError.properties.code.enum).toEqual(errorCodes('done'));
     expect(document.components.schemas.ExpiredPayload.properties.code.const).toBe('idle_timeout');
   });

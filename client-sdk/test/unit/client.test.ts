@@ -1,5 +1,5 @@
-import { TimelineClient, TimelineError, type ConnectionState, type TimelineClientOptions } from '../../client-sdk/src';
-import type { TimelineEvent } from '../../client-sdk/src/types';
+import { TimelineClient, TimelineError, type ConnectionState, type TimelineClientOptions } from '../../src';
+import type { TimelineEvent } from '../../src/types';
 import {
   doneFrame,
   errorJson,
@@ -13,15 +13,15 @@ import {
   readyFrame,
   timelineEvent,
   type FakeStream,
-} from '../helpers/sdk-fake-service';
-import { nextEvent, record, settle } from '../helpers/sdk-run';
-import { range, seqs } from '../helpers/timeline-fixtures';
-import { within } from '../helpers/wait';
+} from '../helpers/fake-service';
+import { nextEvent, record, settle } from '../../../test/helpers/sdk-run';
+import { range, seqs } from '../../../test/helpers/timeline-fixtures';
+import { within } from '../../../test/helpers/wait';
 
 /**
  * The SDK's own logic (ordering, dedupe, reconnect, backoff, stop conditions) against a
  * scripted service behind its injectable `fetch`. The real server is in
- * test/integration/sdk-behaviour.ts.
+ * client-sdk/test/integration/behaviour.ts.
  */
 
 const BASE = 'http://timeline.test';

@@ -1,4 +1,4 @@
-import { readSse, type SseItem } from '../../client-sdk/src/sse-reader';
+import { readSse, type SseItem } from '../../src/sse-reader';
 
 /** mulberry32: a small seeded PRNG, so a failing split can be replayed from its seed. */
 function seeded(seed: number): () => number {

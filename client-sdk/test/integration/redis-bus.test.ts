@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { TimelineClient } from '../../client-sdk/src';
-import type { Config } from '../../server/config';
-import { startRedisServer, type RedisServer } from '../helpers/redis-server';
-import { record, settle, tapEvents } from '../helpers/sdk-run';
-import { startRedisService, synthetic, type RunningService } from '../helpers/service';
-import { startTcpProxy } from '../helpers/tcp-proxy';
-import { range, seqs } from '../helpers/timeline-fixtures';
-import { describeSdkBehaviour, SDK_SUITE_CONFIG } from './sdk-behaviour';
+import { TimelineClient } from '../../src';
+import type { Config } from '../../../server/config';
+import { startRedisServer, type RedisServer } from '../../../test/helpers/redis-server';
+import { record, settle, tapEvents } from '../../../test/helpers/sdk-run';
+import { startRedisService, synthetic, type RunningService } from '../../../test/helpers/service';
+import { startTcpProxy } from '../../../test/helpers/tcp-proxy';
+import { range, seqs } from '../../../test/helpers/timeline-fixtures';
+import { describeSdkBehaviour, SDK_SUITE_CONFIG } from './behaviour';
 
 let redis: RedisServer;
 beforeAll(async () => {

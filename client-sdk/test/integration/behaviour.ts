@@ -1,13 +1,13 @@
-import { TimelineClient, type TimelineClientOptions } from '../../client-sdk/src';
-import type { FetchLike } from '../../client-sdk/src/api';
-import type { SessionHistory, TimelineEvent } from '../../client-sdk/src/types';
-import type { Config } from '../../server/config';
-import { getHistory } from '../helpers/api';
-import { nextEvent, record, settle, tapEvents } from '../helpers/sdk-run';
-import { execute, newSessionId, synthetic, type RunningService } from '../helpers/service';
-import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy';
-import { range, seqs } from '../helpers/timeline-fixtures';
-import { waitUntil } from '../helpers/wait';
+import { TimelineClient, type TimelineClientOptions } from '../../src';
+import type { FetchLike } from '../../src/api';
+import type { SessionHistory, TimelineEvent } from '../../src/types';
+import type { Config } from '../../../server/config';
+import { getHistory } from '../../../test/helpers/api';
+import { nextEvent, record, settle, tapEvents } from '../../../test/helpers/sdk-run';
+import { execute, newSessionId, synthetic, type RunningService } from '../../../test/helpers/service';
+import { startTcpProxy, type TcpProxy } from '../../../test/helpers/tcp-proxy';
+import { range, seqs } from '../../../test/helpers/timeline-fixtures';
+import { waitUntil } from '../../../test/helpers/wait';
 
 /**
  * Starts one real service (any bus) with `overrides` on top of the suite's defaults. The SDK

@@ -1,7 +1,7 @@
-import type { FetchLike } from '../../client-sdk/src/api';
-import type { DonePayload, GapPayload, ReadyPayload, SessionStatus, TimelineEvent } from '../../client-sdk/src/types';
-import { draft, range } from './timeline-fixtures';
-import { Waiters } from './wait';
+import type { FetchLike } from '../../src/api';
+import type { DonePayload, GapPayload, ReadyPayload, SessionStatus, TimelineEvent } from '../../src/types';
+import { draft, range } from '../../../test/helpers/timeline-fixtures';
+import { Waiters } from '../../../test/helpers/wait';
 
 /**
  * A scripted stand-in for the service behind the SDK's injectable `fetch`, for unit tests of
@@ -166,7 +166,9 @@ function sessionOf(request: FakeRequest): string {
 
 export const eventId = (seq: number): string => `${1_700_000_000_000 + seq}-0`;
 
-export const timelineEvent = (sessionId: string, seq: number): TimelineEvent => ({ event_id: eventId(seq), ...draft(sessionId, seq) });
+/** A step whose details are the fixture's, not one of the built-in workflows' (the SDK passes details through). */
+export const timelineEvent = (sessionId: string, seq: number): TimelineEvent =>
+  ({ event_id: eventId(seq), ...draft(sessionId, seq) }) as TimelineEvent;
 
 export const readyFrame = (sessionId: string, status: SessionStatus = 'waiting', retryMs = 20): string =>
   `retry: ${retryMs}\nevent: ready\ndata: ${JSON.stringify({ session_id: sessionId, status } satisfies ReadyPayload)}\n\n`;

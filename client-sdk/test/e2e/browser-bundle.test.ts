@@ -1,11 +1,10 @@
 import { readFileSync } from 'node:fs';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
-import { getHistory } from '../helpers/api';
-import { launchChromium } from '../helpers/chromium';
-import { startService, type RunningService } from '../helpers/service';
+import { getHistory } from '../../../test/helpers/api';
+import { launchChromium } from '../../../test/helpers/chromium';
+import { startService, type RunningService } from '../../../test/helpers/service';
+import { startPageServer, type PageServer } from '../helpers/page-server';
 
 /**
  * The built browser bundle (client-sdk/dist/timeline-client.browser.js) in headless Debian
@@ -13,9 +12,8 @@ import { startService, type RunningService } from '../helpers/service';
  * `Last-Event-ID` / `Prefer` are real), following runs of a real server to `done`.
  */
 
-const ROOT = path.resolve(__dirname, '..', '..');
 // Built by jest's globalSetup when this suite runs, as `npm run build` builds it.
-const BUNDLE = path.join(ROOT, 'client-sdk', 'dist', 'timeline-client.browser.js');
+const BUNDLE = path.resolve(__dirname, '..', '..', 'dist', 'timeline-client.browser.js');
 
 /** What the page shows: one line per timeline event, and the outcome. */
 const PAGE = `<!doctype html>
@@ -43,37 +41,18 @@ const PAGE = `<!doctype html>
 </script>
 `;
 
-/** Serves the page and the bundle on a free port, as a web frontend's own origin. */
-function startPageServer(): Promise<{ url: string; close(): Promise<void> }> {
-  const server = http.createServer((req, res) => {
-    if (req.url === '/') {
-      res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' }).end(PAGE);
-    } else if (req.url === '/timeline-client.browser.js') {
-      res.writeHead(200, { 'Content-Type': 'text/javascript; charset=utf-8' }).end(readFileSync(BUNDLE));
-    } else {
-      res.writeHead(404).end();
-    }
-  });
-  return new Promise((resolve) => {
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      resolve({
-        url: `http://127.0.0.1:${port}`,
-        close: () => new Promise<void>((done) => server.close(() => done())),
-      });
-    });
-  });
-}
-
 describe('client SDK in headless Chromium', () => {
   let browser: Browser;
-  let pages: { url: string; close(): Promise<void> };
+  let pages: PageServer;
   let svc: RunningService;
   const pageErrors: string[] = [];
 
   beforeAll(async () => {
     browser = await launchChromium();
-    pages = await startPageServer();
+    pages = await startPageServer({
+      '/': { type: 'text/html; charset=utf-8', body: PAGE },
+      '/timeline-client.browser.js': { type: 'text/javascript; charset=utf-8', body: () => readFileSync(BUNDLE) },
+    });
     svc = await startService({ corsOrigins: [pages.url], retryMs: 100, keepAliveMs: 1000 });
   }, 60000);
 

@@ -1,5 +1,5 @@
-import { reconnectDelay, retryAfterMs } from '../../client-sdk/src/backoff';
-import { isAfter } from '../../client-sdk/src/event-id';
+import { reconnectDelay, retryAfterMs } from '../../src/backoff';
+import { isAfter } from '../../src/event-id';
 
 describe('reconnectDelay', () => {
   it('starts at the server retry and doubles per failed attempt, up to the cap', () => {
