@@ -1,5 +1,6 @@
 import { ConfigError, loadConfig } from './config';
 import { createService } from './service';
+import { busKind } from './timeline/redis-target';
 
 async function main(): Promise<void> {
   let config;
@@ -14,7 +15,7 @@ async function main(): Promise<void> {
   }
   const service = createService(config);
   const port = await service.listen();
-  service.log.info({ port, bus: config.redisUrl ? 'redis' : 'memory', model: config.anthropicApiKey ? 'anthropic' : 'scripted' }, 'timeline service listening');
+  service.log.info({ port, bus: busKind(config), model: config.anthropicApiKey ? 'anthropic' : 'scripted' }, 'timeline service listening');
 
   const stop = (signal: NodeJS.Signals) => {
     service.log.info({ signal }, 'shutting down');

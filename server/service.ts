@@ -13,6 +13,7 @@ import { RunManager } from './runs/run-manager';
 import type { TimelineBus } from './timeline/bus';
 import { MemoryBus } from './timeline/memory-bus';
 import { RedisBus } from './timeline/redis-bus';
+import { redisTarget } from './timeline/redis-target';
 import { createDefaultRegistry, type WorkflowRegistry } from './workflows/registry';
 
 /** Parts a caller (tests, benchmarks) may supply instead of the ones the config implies. */
@@ -41,8 +42,16 @@ export interface Service {
 
 function defaultBus(config: Config, log: Logger): TimelineBus {
   const retention = { eventTtlS: config.eventTtlS, maxEventsPerSession: config.maxEventsPerSession };
-  if (config.redisUrl) {
-    return new RedisBus({ url: config.redisUrl, ...retention, outageMs: config.busOutageMs, runLeaseMs: config.runLeaseMs, log });
+  const target = redisTarget(config);
+  if (target) {
+    return new RedisBus({
+      ...target,
+      ...retention,
+      outageMs: config.busOutageMs,
+      runLeaseMs: config.runLeaseMs,
+      runIndexBuckets: config.runIndexBuckets,
+      log,
+    });
   }
   return new MemoryBus(retention);
 }
