@@ -23,15 +23,15 @@ export class RunIndex {
 
   constructor(
     private readonly redis: Redis | Cluster,
-    prefix: string,
+    private readonly prefix: string,
     buckets: number,
   ) {
-    this.keys = Array.from({ length: buckets }, (_, n) => `${prefix}running:{b${n}}`);
+    this.keys = Array.from({ length: buckets }, (_, n) => bucketKey(prefix, n));
   }
 
   /** The bucket key of a session. */
   bucketOf(sessionId: string): string {
-    return this.keys[fnv1a(sessionId) % this.keys.length];
+    return runIndexBucket(this.prefix, this.keys.length, sessionId);
   }
 
   /**
@@ -59,6 +59,15 @@ export class RunIndex {
   async drop(sessionId: string, due: string): Promise<void> {
     await this.redis.timelineIndexDrop(this.bucketOf(sessionId), sessionId, due);
   }
+}
+
+function bucketKey(prefix: string, n: number): string {
+  return `${prefix}running:{b${n}}`;
+}
+
+/** The key of the index bucket a session belongs to, out of `buckets`. */
+export function runIndexBucket(prefix: string, buckets: number, sessionId: string): string {
+  return bucketKey(prefix, fnv1a(sessionId) % buckets);
 }
 
 /** 32-bit FNV-1a: a small, stable spread of session ids over the buckets. */

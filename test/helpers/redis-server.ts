@@ -64,7 +64,7 @@ export function redisProcess(command: string, args: string[], port: number): Red
 
 /** A plain client for assertions, quiet while a test restarts the server. */
 export function adminClient(port: number, password?: string): Redis {
-  const client = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 1, lazyConnect: false, password });
+  const client = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 1, lazyConnect: false, password, disconnectTimeout: 100 });
   client.on('error', () => undefined); // reconnect noise while a test restarts the server
   return client;
 }

@@ -229,7 +229,7 @@ describe('loadConfig', () => {
 
     it('refuses REDIS_USERNAME and REDIS_PASSWORD outside Cluster and Sentinel modes, pointing to REDIS_URL', () => {
       for (const variable of ['REDIS_USERNAME', 'REDIS_PASSWORD']) {
-        for (const env of [{}, { REDIS_URL: 'redis://a:6379' }]) {
+        for (const env of [{}, { REDIS_URL: 'redis://a:6379' }] as Array<Record<string, string>>) {
           const error = configError({ ...env, [variable]: 'x' });
           expect(error.variable).toBe(variable);
           expect(error.message).toContain('REDIS_URL');
