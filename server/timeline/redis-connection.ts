@@ -91,10 +91,10 @@ export function connectRedis(target: RedisTarget, options: ConnectOptions): Redi
       username: sentinel.username,
       password: sentinel.password,
       sentinelPassword: sentinel.sentinelPassword,
-      // Reconnect as soon as the Sentinels announce a new master (a failover without a crash
-      // leaves the old connection open to what is now a replica)...
-      failoverDetector: true,
-      // ...and if a write still meets the demoted master, reconnect and send it again.
+      // A failover without a crash leaves the connection open to what is now a replica: a
+      // write that meets it reconnects (the Sentinels name the new master) and is sent again.
+      // (ioredis's `failoverDetector` is not used: a switch announced while the connection is
+      // already reconnecting leaves it closed for good, ioredis 6.0.)
       reconnectOnError: (error) => (error.message.startsWith('READONLY') ? 2 : false),
     });
   };

@@ -30,8 +30,8 @@ export interface RedisSentinelSetup {
   /** Starts a killed data node again (the sentinels make it a replica of the current master). */
   start(port: number): Promise<void>;
   /**
-   * Waits until every sentinel names `port` as master... or, without `port`, any master other
-   * than `formerPort` that itself answers `ROLE` as master; resolves with its port.
+   * Waits until every Sentinel names one master other than `formerPort`, and that server
+   * answers `ROLE` as master; resolves with its port.
    */
   whenPromoted(formerPort: number, timeoutMs?: number): Promise<number>;
   /** A client of one data node, for assertions (closed by `stop`). */
@@ -42,10 +42,13 @@ export interface RedisSentinelSetup {
 export interface RedisSentinelOptions {
   /** `down-after-milliseconds`: how long the master may be unreachable before a failover. Defaults to `1000`. */
   downAfterMs?: number;
+  /** `requirepass` and `masterauth` of the data nodes (the Sentinels know it as `auth-pass`). */
+  password?: string;
 }
 
 export async function startRedisSentinel(options: RedisSentinelOptions = {}): Promise<RedisSentinelSetup> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'timeline-sentinel-'));
+  const sentinelPorts: number[] = [];
   const processes = new Map<number, RedisProcess>();
   const admins: Redis[] = [];
   const stop = async () => {
@@ -53,11 +56,13 @@ export async function startRedisSentinel(options: RedisSentinelOptions = {}): Pr
     await Promise.all([...processes.values()].map((proc) => proc.kill()));
     rmSync(dir, { recursive: true, force: true });
   };
+  /** A client of a data node (with its password) or of a Sentinel. */
   const admin = (port: number) => {
-    const client = adminClient(port);
+    const client = adminClient(port, sentinelPorts.includes(port) ? undefined : options.password);
     admins.push(client);
     return client;
   };
+  const auth = options.password === undefined ? [] : ['--requirepass', options.password, '--masterauth', options.password];
 
   const [masterPort, replicaPort] = [await freePort(), await freePort()];
   const dataArgs = (port: number) => [
@@ -65,10 +70,10 @@ export async function startRedisSentinel(options: RedisSentinelOptions = {}): Pr
     '--dbfilename', `dump-${port}.rdb`,
     // A replica syncs at once instead of after the default 5 s wait for more replicas.
     '--repl-diskless-sync-delay', '0',
+    ...auth,
   ];
   processes.set(masterPort, redisProcess('redis-server', dataArgs(masterPort), masterPort));
   processes.set(replicaPort, redisProcess('redis-server', [...dataArgs(replicaPort), '--replicaof', '127.0.0.1', String(masterPort)], replicaPort));
-  const sentinelPorts: number[] = [];
   for (let i = 0; i < 3; i++) {
     const port = await freePort();
     const config = path.join(dir, `sentinel-${port}.conf`);
@@ -83,6 +88,7 @@ export async function startRedisSentinel(options: RedisSentinelOptions = {}): Pr
         `sentinel down-after-milliseconds ${SENTINEL_MASTER_NAME} ${options.downAfterMs ?? 1000}`,
         `sentinel failover-timeout ${SENTINEL_MASTER_NAME} 10000`,
         `sentinel parallel-syncs ${SENTINEL_MASTER_NAME} 1`,
+        ...(options.password === undefined ? [] : [`sentinel auth-pass ${SENTINEL_MASTER_NAME} ${options.password}`]),
         '',
       ].join('\n'),
     );
