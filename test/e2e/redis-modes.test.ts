@@ -6,7 +6,7 @@ import { startRedisSentinel, type RedisSentinelSetup } from '../helpers/redis-se
 import { execute, newSessionId, synthetic } from '../helpers/service';
 import { isNamed, seqAtLeast, streamFollower, timelineEvents } from '../helpers/sse-reader';
 import { range, seqs } from '../helpers/timeline-fixtures';
-import { within } from '../helpers/wait';
+import { waitUntil, within } from '../helpers/wait';
 
 /**
  * `npm start` on a Redis Cluster (`REDIS_CLUSTER_NODES`) and on a Sentinel deployment
@@ -42,7 +42,10 @@ describe('bad Redis configuration', () => {
 async function expectSharedSessions(env: Record<string, string>, bus: string): Promise<void> {
   const [a, b] = (await Promise.all([startProcess(env), startProcess(env)])) as [ListeningProcess, ListeningProcess];
   expect(a.logs().find((line) => line.msg === 'timeline service listening')).toMatchObject({ bus });
-  for (const proc of [a, b]) expect((await request(`${proc.url}/readyz`)).status).toBe(200);
+  // Listening comes first; ready once the deployment answers (a cluster client maps the slots first).
+  for (const proc of [a, b]) {
+    await waitUntil(async () => (await request(`${proc.url}/readyz`)).status === 200, { timeoutMs: 15000, label: `${proc.url}/readyz to answer 200` });
+  }
 
   const sessionId = newSessionId();
   const reader = await streams.follow(a.url, sessionId);
