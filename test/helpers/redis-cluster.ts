@@ -5,7 +5,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import type Redis from 'ioredis';
 import { freePort } from './process';
-import { adminClient, redisProcess, type RedisProcess } from './redis-server';
+import { redisClients, redisProcess, type RedisProcess } from './redis-server';
 import { waitUntil } from './wait';
 
 const run = promisify(execFile);
@@ -97,10 +97,11 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
   const dir = mkdtempSync(path.join(os.tmpdir(), 'timeline-cluster-'));
   const ports: number[] = [];
   const nodes = new Map<number, RedisProcess>();
-  const admins: Redis[] = [];
+  const clients = redisClients(() => options.password);
+  const { admin, probe } = clients;
   const auth = options.password === undefined ? [] : ['--requirepass', options.password, '--masterauth', options.password];
   const stop = async () => {
-    admins.splice(0).forEach((client) => client.disconnect());
+    clients.closeAll();
     await Promise.all([...nodes.values()].map((node) => node.kill()));
     rmSync(dir, { recursive: true, force: true });
   };
@@ -132,21 +133,6 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
     throw error;
   }
 
-  const admin = (port: number) => {
-    const client = adminClient(port, options.password);
-    admins.push(client);
-    return client;
-  };
-  /** One client per node for polling, so a dead node costs no reconnect per poll. */
-  const probes = new Map<number, Redis>();
-  const probe = (port: number) => {
-    let client = probes.get(port);
-    if (!client) {
-      client = admin(port);
-      probes.set(port, client);
-    }
-    return client;
-  };
   const liveNodes = () => ports.filter((port) => nodes.get(port)?.running);
   const topology = async () => {
     for (const port of liveNodes()) {
@@ -219,8 +205,7 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
       return owner.port;
     },
     kill: async (port) => {
-      probes.get(port)?.disconnect();
-      probes.delete(port);
+      clients.forget(port);
       await nodes.get(port)?.kill();
     },
     start: async (port) => {

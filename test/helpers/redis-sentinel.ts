@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type Redis from 'ioredis';
 import { freePort } from './process';
-import { adminClient, redisProcess, type RedisProcess } from './redis-server';
+import { redisClients, redisProcess, type RedisProcess } from './redis-server';
 import { waitUntil } from './wait';
 
 export const SENTINEL_MASTER_NAME = 'timeline';
@@ -50,18 +50,14 @@ export async function startRedisSentinel(options: RedisSentinelOptions = {}): Pr
   const dir = mkdtempSync(path.join(os.tmpdir(), 'timeline-sentinel-'));
   const sentinelPorts: number[] = [];
   const processes = new Map<number, RedisProcess>();
-  const admins: Redis[] = [];
   const stop = async () => {
-    admins.splice(0).forEach((client) => client.disconnect());
+    clients.closeAll();
     await Promise.all([...processes.values()].map((proc) => proc.kill()));
     rmSync(dir, { recursive: true, force: true });
   };
-  /** A client of a data node (with its password) or of a Sentinel. */
-  const admin = (port: number) => {
-    const client = adminClient(port, sentinelPorts.includes(port) ? undefined : options.password);
-    admins.push(client);
-    return client;
-  };
+  // Clients of the data nodes use their password; the Sentinels have none.
+  const clients = redisClients((port) => (sentinelPorts.includes(port) ? undefined : options.password));
+  const { admin, probe } = clients;
   const auth = options.password === undefined ? [] : ['--requirepass', options.password, '--masterauth', options.password];
 
   const [masterPort, replicaPort] = [await freePort(), await freePort()];
@@ -101,15 +97,6 @@ export async function startRedisSentinel(options: RedisSentinelOptions = {}): Pr
     const [, port] = (await client.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', SENTINEL_MASTER_NAME)) as [string, string];
     return Number(port);
   };
-  const probes = new Map<number, Redis>();
-  const probe = (port: number) => {
-    let client = probes.get(port);
-    if (!client) {
-      client = admin(port);
-      probes.set(port, client);
-    }
-    return client;
-  };
 
   try {
     await Promise.all([masterPort, replicaPort].map((port) => processes.get(port)?.start()));
@@ -138,8 +125,7 @@ export async function startRedisSentinel(options: RedisSentinelOptions = {}): Pr
     dataPorts: [masterPort, replicaPort],
     masterPort: () => masterNamedBy(sentinelClients[0]),
     kill: async (port) => {
-      probes.get(port)?.disconnect();
-      probes.delete(port);
+      clients.forget(port);
       await processes.get(port)?.kill();
     },
     start: async (port) => {

@@ -69,6 +69,46 @@ export function adminClient(port: number, password?: string): Redis {
   return client;
 }
 
+/**
+ * The clients a multi-node helper hands out (closed together by `closeAll`): `admin` makes a
+ * new one; `probe` keeps one per node for polling, so a dead node costs no reconnect per poll.
+ */
+export function redisClients(passwordOf: (port: number) => string | undefined) {
+  const all: Redis[] = [];
+  const probes = new Map<number, Redis>();
+  const admin = (port: number) => {
+    const client = adminClient(port, passwordOf(port));
+    all.push(client);
+    return client;
+  };
+  return {
+    admin,
+    probe(port: number): Redis {
+      let client = probes.get(port);
+      if (!client) {
+        client = admin(port);
+        probes.set(port, client);
+      }
+      return client;
+    },
+    /** Drops the probe of a node about to be killed. */
+    forget(port: number): void {
+      probes.get(port)?.disconnect();
+      probes.delete(port);
+    },
+    closeAll(): void {
+      all.splice(0).forEach((client) => client.disconnect());
+      probes.clear();
+    },
+  };
+}
+
+/** `INFO commandstats` calls of `command` on a server (0 when it never ran). */
+export async function commandCalls(admin: Redis, command: string): Promise<number> {
+  const stats = (await admin.info('commandstats')) as string;
+  return Number(new RegExp(`^cmdstat_${command}:calls=(\\d+)`, 'm').exec(stats)?.[1] ?? 0);
+}
+
 export async function startRedisServer(options: RedisServerOptions = {}): Promise<RedisServer> {
   const port = options.port ?? (await freePort());
   const dir = mkdtempSync(path.join(os.tmpdir(), 'timeline-redis-'));

@@ -5,6 +5,7 @@ import { RedisBus, type RedisBusOptions } from '../../server/timeline/redis-bus'
 import { SessionFeed } from '../../server/timeline/session-feed';
 import { runIndexBucket } from '../../server/timeline/run-index';
 import { sessionKeys } from '../../server/timeline/session-keys';
+import { commandCalls } from '../helpers/redis-server';
 import { startRedisCluster, type RedisCluster } from '../helpers/redis-cluster';
 import { startRedisService, type RunningService } from '../helpers/service';
 import { streamFollower } from '../helpers/sse-reader';
@@ -53,12 +54,6 @@ async function masters(): Promise<number[]> {
 
 async function keySlot(admin: Redis, key: string): Promise<number> {
   return (await admin.call('CLUSTER', 'KEYSLOT', key)) as number;
-}
-
-/** `INFO commandstats` calls of `command` on a node (0 when it never ran). */
-async function calls(admin: Redis, command: string): Promise<number> {
-  const stats = (await admin.info('commandstats')) as string;
-  return Number(new RegExp(`^cmdstat_${command}:calls=(\\d+)`, 'm').exec(stats)?.[1] ?? 0);
 }
 
 describe('RedisBus on a Redis Cluster (cluster only)', () => {
@@ -125,12 +120,12 @@ describe('RedisBus on a Redis Cluster (cluster only)', () => {
     const { live } = sessionKeys(prefix, sessionId);
     for (const [i, node] of nodes.entries()) {
       const port = cluster.ports[i];
-      expect(await calls(node, 'publish')).toBe(0);
+      expect(await commandCalls(node, 'publish')).toBe(0);
       expect((await node.call('PUBSUB', 'CHANNELS')) as string[]).toEqual([]);
       expect(((await node.call('PUBSUB', 'SHARDCHANNELS')) as string[]).includes(live)).toBe(port === shard);
       // Five events and done, published on the shard's master only; its replica stores them.
-      expect(await calls(node, 'spublish')).toBe(port === shard ? 6 : 0);
-      expect(await calls(node, 'xadd')).toBe(port === shard || port === shardReplica ? 6 : 0);
+      expect(await commandCalls(node, 'spublish')).toBe(port === shard ? 6 : 0);
+      expect(await commandCalls(node, 'xadd')).toBe(port === shard || port === shardReplica ? 6 : 0);
     }
     feed.close();
   });

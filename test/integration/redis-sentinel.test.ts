@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import type Redis from 'ioredis';
 import type { LogEntry } from '../../server/timeline/bus';
 import { RedisBus, type RedisBusOptions } from '../../server/timeline/redis-bus';
 import { SessionFeed } from '../../server/timeline/session-feed';
 import { sessionKeys } from '../../server/timeline/session-keys';
 import { request } from '../helpers/api';
+import { commandCalls } from '../helpers/redis-server';
 import { startRedisSentinel, type RedisSentinelSetup } from '../helpers/redis-sentinel';
 import { startRedisService, type RunningService } from '../helpers/service';
 import { streamFollower } from '../helpers/sse-reader';
@@ -45,12 +45,6 @@ describeBusBehaviour('RedisBus on a Sentinel-managed master', async (options) =>
   return bus;
 });
 
-/** `INFO commandstats` calls of `command` (0 when it never ran). */
-async function calls(admin: Redis, command: string): Promise<number> {
-  const stats = (await admin.info('commandstats')) as string;
-  return Number(new RegExp(`^cmdstat_${command}:calls=(\\d+)`, 'm').exec(stats)?.[1] ?? 0);
-}
-
 describe('RedisBus on a Sentinel-managed master (Sentinel only)', () => {
   const buses: RedisBus[] = [];
   afterEach(async () => {
@@ -78,8 +72,8 @@ describe('RedisBus on a Sentinel-managed master (Sentinel only)', () => {
     await bus.signalDone(sessionId, { status: 'completed' });
     await waitUntil(() => received.length === 4, { label: 'three events and done' });
     feed.close();
-    expect(await calls(master, 'publish')).toBe(4);
-    expect(await calls(master, 'spublish')).toBe(0);
+    expect(await commandCalls(master, 'publish')).toBe(4);
+    expect(await commandCalls(master, 'spublish')).toBe(0);
   });
 });
 
