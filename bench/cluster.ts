@@ -147,8 +147,8 @@ async function measure(deployments: Deployments, clients: LoadClient[], target: 
   const count = target === 'cluster, 4 instances' ? 4 : 2;
   // One at a time: four processes loading at once on a busy machine can miss the start timeout.
   const servers: ServerProcess[] = [];
-  for (let i = 0; i < count; i++) servers.push(await startServer(`${target} #${i + 1}`, entry, deployments.env(target)));
   try {
+    for (let i = 0; i < count; i++) servers.push(await startServer(`${target} #${i + 1}`, entry, deployments.env(target)));
     // Lane i streams on server i and runs on the next one: with two servers each streams and runs.
     const lanes: Lane[] =
       count === 4
