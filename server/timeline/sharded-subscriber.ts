@@ -43,6 +43,8 @@ const UNREACHABLE_RECHECK_MS = 500;
 export class ShardedSubscriber implements Subscriber {
   private readonly channels: ChannelTable<ShardChannel>;
   private readonly links = new Map<string, Link>();
+  /** Channels placed on each node: a link with none left is closed. */
+  private readonly placed = new Map<string, number>();
   private readonly onRefresh = () => this.reconcile();
   private repairTimer: NodeJS.Timeout | null = null;
   private closed = false;
@@ -122,7 +124,7 @@ export class ShardedSubscriber implements Subscriber {
   private subscribeOn(channel: ShardChannel, node: string): Promise<void> {
     const previous = channel.node;
     if (previous !== null && previous !== node) this.unsubscribeOn(previous, channel.name);
-    channel.node = node;
+    this.assign(channel, node);
     const attempt = ++channel.attempt;
     const current = () => this.channels.get(channel.name) === channel && channel.attempt === attempt;
     return this.link(node).redis.ssubscribe(channel.name).then(
@@ -132,7 +134,7 @@ export class ShardedSubscriber implements Subscriber {
       (error: unknown) => {
         if (current()) {
           this.log.debug({ err: error, channel: channel.name, node }, 'SSUBSCRIBE failed; placing the channel again');
-          channel.node = null;
+          this.assign(channel, null);
           channel.stale = true;
           this.scheduleRepair(REPAIR_DELAY_MS);
         }
@@ -145,6 +147,7 @@ export class ShardedSubscriber implements Subscriber {
   private release(channel: ShardChannel): void {
     channel.attempt += 1;
     if (channel.node !== null) this.unsubscribeOn(channel.node, channel.name);
+    this.assign(channel, null);
     this.retireIdleLinks();
   }
 
@@ -223,25 +226,31 @@ export class ShardedSubscriber implements Subscriber {
 
   /** Reconnected: its channels are subscribed again wherever their slots are served now. */
   private linkBack(node: string): void {
-    for (const channel of this.channels.values()) if (channel.node === node) channel.node = null;
+    for (const channel of this.channels.values()) if (channel.node === node) this.assign(channel, null);
     this.reconcile();
   }
 
   private slotsMoved(node: string): void {
     for (const channel of this.channels.values()) {
       if (channel.node !== node) continue;
-      channel.node = null;
+      this.assign(channel, null);
       channel.stale = true;
     }
     this.scheduleRepair(REPAIR_DELAY_MS);
   }
 
+  /** Moves `channel` to `node` (`null`: to be placed) in the per-node counts. */
+  private assign(channel: ShardChannel, node: string | null): void {
+    if (channel.node !== null) this.placed.set(channel.node, (this.placed.get(channel.node) ?? 1) - 1);
+    channel.node = node;
+    if (node !== null) this.placed.set(node, (this.placed.get(node) ?? 0) + 1);
+  }
+
   private retireIdleLinks(): void {
-    const used = new Set<string>();
-    for (const channel of this.channels.values()) if (channel.node !== null) used.add(channel.node);
     for (const [node, link] of this.links) {
-      if (used.has(node)) continue;
+      if ((this.placed.get(node) ?? 0) > 0) continue;
       this.links.delete(node);
+      this.placed.delete(node);
       void this.retire(link);
     }
   }
