@@ -4,6 +4,15 @@ import { z } from 'zod';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
+/** One Redis node or Sentinel, as `host:port`. */
+export interface RedisNode {
+  host: string;
+  port: number;
+}
+
+/** `RUN_INDEX_BUCKETS` at most: each instance reads every bucket at each lease sweep. */
+export const MAX_RUN_INDEX_BUCKETS = 1024;
+
 /** Everything the service reads from the environment, read once at start. */
 export interface Config {
   /** `PORT`. Defaults to `3000`. */
@@ -14,8 +23,22 @@ export interface Config {
    * `PORT`. (`0`, in code only: a free port.) Defaults to `null`.
    */
   metricsPort: number | null;
-  /** `REDIS_URL`. Unset means the in-memory bus (one process only). */
+  /** `REDIS_URL`. Unset (and no Cluster or Sentinel) means the in-memory bus (one process only). */
   redisUrl: string | null;
+  /** `REDIS_CLUSTER_NODES`: startup nodes of a Redis Cluster (exclusive with the other modes). */
+  redisClusterNodes: RedisNode[] | null;
+  /** `REDIS_SENTINELS`: the Sentinels that name the master (exclusive with the other modes). */
+  redisSentinels: RedisNode[] | null;
+  /** `REDIS_SENTINEL_NAME`: the master name the Sentinels monitor; required with `REDIS_SENTINELS`. */
+  redisSentinelName: string | null;
+  /** `REDIS_USERNAME`: ACL user of the Redis nodes in Cluster and Sentinel modes (`REDIS_URL` carries its own). */
+  redisUsername: string | null;
+  /** `REDIS_PASSWORD`: password of the Redis nodes in Cluster and Sentinel modes (`REDIS_URL` carries its own). */
+  redisPassword: string | null;
+  /** `REDIS_SENTINEL_PASSWORD`: the Sentinels' own password, when they have one. */
+  redisSentinelPassword: string | null;
+  /** `RUN_INDEX_BUCKETS`: keys the index of running runs is spread over (Redis only). Defaults to `16`. */
+  runIndexBuckets: number;
   /** `ANTHROPIC_API_KEY`. Unset means the offline scripted model. */
   anthropicApiKey: string | null;
   /** `ANTHROPIC_MODEL`. Defaults to `claude-sonnet-5-5`. */
@@ -92,6 +115,13 @@ export const DEFAULT_CONFIG: Config = {
   port: 3000,
   metricsPort: null,
   redisUrl: null,
+  redisClusterNodes: null,
+  redisSentinels: null,
+  redisSentinelName: null,
+  redisUsername: null,
+  redisPassword: null,
+  redisSentinelPassword: null,
+  runIndexBuckets: 16,
   anthropicApiKey: null,
   anthropicModel: 'claude-sonnet-5-5',
   anthropicBaseUrl: null,
@@ -125,13 +155,20 @@ export const DEFAULT_CONFIG: Config = {
  * gives text. `null` means "off" for a `number` (where zero means off; elsewhere zero is
  * refused) and "unset" for every other type.
  */
-type SettingType = 'number' | 'optional-number' | 'string' | 'list' | 'flag' | 'proxy';
+type SettingType = 'number' | 'optional-number' | 'string' | 'list' | 'flag' | 'proxy' | 'nodes';
 
 /** Each setting's environment variable, and the type a `createService` caller gives it as. */
 export const CONFIG_SETTINGS = {
   port: { variable: 'PORT', type: 'number' },
   metricsPort: { variable: 'METRICS_PORT', type: 'optional-number' },
   redisUrl: { variable: 'REDIS_URL', type: 'string' },
+  redisClusterNodes: { variable: 'REDIS_CLUSTER_NODES', type: 'nodes' },
+  redisSentinels: { variable: 'REDIS_SENTINELS', type: 'nodes' },
+  redisSentinelName: { variable: 'REDIS_SENTINEL_NAME', type: 'string' },
+  redisUsername: { variable: 'REDIS_USERNAME', type: 'string' },
+  redisPassword: { variable: 'REDIS_PASSWORD', type: 'string' },
+  redisSentinelPassword: { variable: 'REDIS_SENTINEL_PASSWORD', type: 'string' },
+  runIndexBuckets: { variable: 'RUN_INDEX_BUCKETS', type: 'number' },
   anthropicApiKey: { variable: 'ANTHROPIC_API_KEY', type: 'string' },
   anthropicModel: { variable: 'ANTHROPIC_MODEL', type: 'string' },
   anthropicBaseUrl: { variable: 'ANTHROPIC_BASE_URL', type: 'string' },
@@ -235,6 +272,55 @@ function url(env: Env, name: string): string | null {
   return raw;
 }
 
+/** A comma-separated list of `host:port` (IPv6 in brackets: `[::1]:6379`). */
+function nodes(env: Env, name: string): RedisNode[] | null {
+  const raw = read(env, name);
+  if (raw === undefined) return null;
+  const list = raw.split(',').map((entry) => entry.trim()).filter(Boolean);
+  if (list.length === 0) throw new ConfigError(name, 'expected host:port[,host:port...]');
+  return list.map((entry) => {
+    const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(entry);
+    const port = Number(match?.[2]);
+    if (!match || port < 1 || port > 65535) throw new ConfigError(name, `"${entry}" is not host:port`);
+    return { host: match[1].replace(/^\[(.*)\]$/, '$1'), port };
+  });
+}
+
+/**
+ * The Redis deployment: one of `REDIS_URL`, `REDIS_CLUSTER_NODES` or `REDIS_SENTINELS` (with
+ * `REDIS_SENTINEL_NAME`), or none (the in-memory bus); the credentials of the last two.
+ */
+function redisSettings(env: Env) {
+  const settings = {
+    redisUrl: url(env, 'REDIS_URL'),
+    redisClusterNodes: nodes(env, 'REDIS_CLUSTER_NODES'),
+    redisSentinels: nodes(env, 'REDIS_SENTINELS'),
+    redisSentinelName: optional(env, 'REDIS_SENTINEL_NAME'),
+    redisUsername: optional(env, 'REDIS_USERNAME'),
+    redisPassword: optional(env, 'REDIS_PASSWORD'),
+    redisSentinelPassword: optional(env, 'REDIS_SENTINEL_PASSWORD'),
+  };
+  const modes = (['REDIS_URL', 'REDIS_CLUSTER_NODES', 'REDIS_SENTINELS'] as const).filter((name) => read(env, name) !== undefined);
+  if (modes.length > 1) {
+    throw new ConfigError(modes[1], `cannot be set together with ${modes[0]}: choose one Redis deployment`);
+  }
+  if (settings.redisSentinels && !settings.redisSentinelName) {
+    throw new ConfigError('REDIS_SENTINEL_NAME', 'is required with REDIS_SENTINELS (the master name the Sentinels monitor)');
+  }
+  if (settings.redisSentinelName && !settings.redisSentinels) {
+    throw new ConfigError('REDIS_SENTINEL_NAME', 'needs REDIS_SENTINELS (the Sentinels to ask for that master)');
+  }
+  if (settings.redisSentinelPassword && !settings.redisSentinels) {
+    throw new ConfigError('REDIS_SENTINEL_PASSWORD', 'needs REDIS_SENTINELS');
+  }
+  for (const name of ['REDIS_USERNAME', 'REDIS_PASSWORD'] as const) {
+    if (read(env, name) !== undefined && !settings.redisClusterNodes && !settings.redisSentinels) {
+      throw new ConfigError(name, 'applies to REDIS_CLUSTER_NODES or REDIS_SENTINELS; with REDIS_URL put it in the URL (redis://user:password@host:port)');
+    }
+  }
+  return settings;
+}
+
 function size(env: Env, name: string, fallback: number): number {
   const raw = read(env, name);
   if (raw === undefined) return fallback;
@@ -274,6 +360,12 @@ function logLevel(env: Env, name: string): Config['logLevel'] {
   return raw as Config['logLevel'];
 }
 
+function buckets(env: Env): number {
+  const value = positive(env, 'RUN_INDEX_BUCKETS', DEFAULT_CONFIG.runIndexBuckets);
+  if (value > MAX_RUN_INDEX_BUCKETS) throw new ConfigError('RUN_INDEX_BUCKETS', `${value} is more than ${MAX_RUN_INDEX_BUCKETS}`);
+  return value;
+}
+
 /** Reads and validates the whole configuration; throws `ConfigError` on the first bad value. */
 export function loadConfig(env: Env = process.env): Config {
   const d = DEFAULT_CONFIG;
@@ -288,7 +380,8 @@ export function loadConfig(env: Env = process.env): Config {
   return {
     port,
     metricsPort,
-    redisUrl: url(env, 'REDIS_URL'),
+    ...redisSettings(env),
+    runIndexBuckets: buckets(env),
     anthropicApiKey: optional(env, 'ANTHROPIC_API_KEY'),
     anthropicModel: read(env, 'ANTHROPIC_MODEL') ?? d.anthropicModel,
     anthropicBaseUrl: url(env, 'ANTHROPIC_BASE_URL'),
@@ -320,6 +413,11 @@ export function loadConfig(env: Env = process.env): Config {
   };
 }
 
+function isNode(value: unknown): value is RedisNode {
+  const node = value as RedisNode;
+  return typeof node === 'object' && node !== null && typeof node.host === 'string' && typeof node.port === 'number';
+}
+
 /** A setting given in code, as the environment would give it; `undefined`: unset. */
 function asVariable(setting: keyof Config, value: unknown): string | undefined {
   const { variable, type } = CONFIG_SETTINGS[setting];
@@ -332,6 +430,7 @@ function asVariable(setting: keyof Config, value: unknown): string | undefined {
   if (type === 'flag' && typeof value === 'boolean') return value ? '1' : '0';
   if (type === 'proxy' && typeof value === 'number') return String(value);
   if (type === 'proxy' && strings) return value.join(',');
+  if (type === 'nodes' && Array.isArray(value) && value.every(isNode)) return value.map((node) => `${node.host}:${node.port}`).join(',');
   const expected = {
     number: 'a number',
     'optional-number': 'a number',
@@ -339,6 +438,7 @@ function asVariable(setting: keyof Config, value: unknown): string | undefined {
     list: 'an array of strings',
     flag: 'a boolean',
     proxy: 'a hop count or an array of strings',
+    nodes: 'an array of { host, port }',
   }[type];
   throw new ConfigError(variable, `expected ${expected} or null, got ${JSON.stringify(value) ?? typeof value}`, setting);
 }

@@ -1,6 +1,7 @@
 import { ConfigError, loadConfig, type Config } from './config';
 import { startupWarnings } from './startup-warnings';
 import { startTracing, tracingRequested, type TracingHandle } from './telemetry/tracing';
+import { busKind } from './timeline/redis-target';
 
 /** `npm start`: the library's `createService`, configured from the environment, listening until a signal. */
 async function main(): Promise<void> {
@@ -29,7 +30,7 @@ async function main(): Promise<void> {
     {
       port,
       metrics_port: service.metricsPort ?? port,
-      bus: config.redisUrl ? 'redis' : 'memory',
+      bus: busKind(config),
       model: config.anthropicApiKey ? 'anthropic' : 'scripted',
       tracing: tracing !== null,
     },

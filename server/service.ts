@@ -19,6 +19,7 @@ import { MemoryBus } from './timeline/memory-bus';
 import { MeteredBus } from './timeline/metered-bus';
 import { RedisBus } from './timeline/redis-bus';
 import { checkRedisMemory } from './timeline/redis-memory-check';
+import { redisTarget } from './timeline/redis-target';
 import { createDefaultRegistry } from './workflows/registry';
 import type { Workflow } from './workflows/workflow';
 
@@ -68,8 +69,16 @@ export interface Service {
 
 function defaultBus(config: Config, log: Logger): TimelineBus {
   const retention = { eventTtlS: config.eventTtlS, maxEventsPerSession: config.maxEventsPerSession };
-  if (config.redisUrl) {
-    return new RedisBus({ url: config.redisUrl, ...retention, outageMs: config.busOutageMs, runLeaseMs: config.runLeaseMs, log });
+  const target = redisTarget(config);
+  if (target) {
+    return new RedisBus({
+      ...target,
+      ...retention,
+      outageMs: config.busOutageMs,
+      runLeaseMs: config.runLeaseMs,
+      runIndexBuckets: config.runIndexBuckets,
+      log,
+    });
   }
   return new MemoryBus(retention);
 }

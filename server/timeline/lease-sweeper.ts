@@ -34,10 +34,11 @@ export interface LeaseSweeperOptions {
 
 /**
  * Sweeps for runs whose owner stopped renewing its lease, on every instance. A lease ends
- * at most `leaseMs` after its owner's last renewal, and a sweep follows within `leaseMs / 2`,
- * so a dead owner's run ends within 1.5 × the lease while any instance is up (the contract
- * allows 3 ×). The jitter keeps instances from sweeping in lock-step; when they do race, the
- * sweep script lets only one of them end the run.
+ * at most `leaseMs` after its owner's last renewal; a sweep follows within `leaseMs / 2` and
+ * marks it missing, and the next one, a quarter to half a lease later, ends the run if it is
+ * still missing: a dead owner's run ends within 2 × the lease while any instance is up (the
+ * contract allows 3 ×). The jitter keeps instances from sweeping in lock-step; when they do
+ * race, the sweep script lets only one of them end the run.
  */
 export class LeaseSweeper {
   private timer: NodeJS.Timeout | undefined;

@@ -1,4 +1,4 @@
-import Redis, { type RedisOptions } from 'ioredis';
+import Redis, { type Cluster, type RedisOptions } from 'ioredis';
 import pino, { type Logger } from 'pino';
 import type { DonePayload, SessionStatus } from '../../client-sdk/src/types';
 import type {
@@ -13,12 +13,14 @@ import type {
 import { BusUnavailableError, RunLostError } from './bus';
 import { compareEventIds } from './event-id';
 import { LeaseSweeper, runLostEnding } from './lease-sweeper';
+import type { Subscriber } from './pubsub-channels';
+import { connectRedis, reconnectDelay, reconnectsWithin, type RedisTarget } from './redis-connection';
+import { closeConnection, isLost, whenConnected } from './redis-lifecycle';
 import { decodeLiveEntry, defineTimelineScripts, fromStreamEntry, LOG_RESTORED } from './redis-scripts';
-import { RedisSubscriber } from './redis-subscriber';
+import { RunIndex, type DueRun } from './run-index';
+import { sessionKeys, type SessionKeys } from './session-keys';
 
-export interface RedisBusOptions {
-  /** `redis://[:password@]host:port[/db]`. */
-  url: string;
+export interface RedisBusOptions extends RedisTarget {
   /** Seconds a session's keys live after its last write. Defaults to `3600`. */
   eventTtlS?: number;
   /** Newest events kept per session; older ones are trimmed. Defaults to `10000`. */
@@ -26,8 +28,8 @@ export interface RedisBusOptions {
   /** Prefix of every key and channel, so several deployments can share one Redis. Defaults to `timeline:`. */
   keyPrefix?: string;
   /**
-   * How long a command waits for an unreachable Redis before it fails (a run's publishes,
-   * queued meanwhile, then fail with `bus_unavailable`). Defaults to `30000`.
+   * How long a command waits for an unreachable Redis (or a cluster shard failing over) before
+   * it fails (a run's publishes, queued meanwhile, then fail with `bus_unavailable`). Defaults to `30000`.
    */
   outageMs?: number;
   /** How long `ping` waits for Redis. Defaults to `2000`. */
@@ -37,6 +39,8 @@ export interface RedisBusOptions {
    * every quarter to half of it, and ends a dead owner's run as `run_lost`. Defaults to `10000`.
    */
   runLeaseMs?: number;
+  /** Keys the index of running runs is spread over (`RUN_INDEX_BUCKETS`); the same on every instance. Defaults to `16`. */
+  runIndexBuckets?: number;
   /**
    * Characters of event and `done` JSON (bytes, for ASCII) that may wait for Redis at once on
    * this instance (writes queued while Redis is away); beyond it a write fails at once with
@@ -48,13 +52,7 @@ export interface RedisBusOptions {
   redis?: Partial<RedisOptions>;
 }
 
-interface SessionKeys {
-  meta: string;
-  log: string;
-  lease: string;
-  live: string;
-  caller: string;
-}
+export { reconnectDelay, reconnectsWithin };
 
 interface OwnedRun {
   owner: string;
@@ -64,48 +62,41 @@ interface OwnedRun {
   /** Id and seq of the newest event Redis acknowledged. */
   lastId: string | null;
   lastSeq: number;
+  /** Stops listening for cancel requests of the run. */
+  stopControl: () => void;
 }
 
-/** Expired runs one sweep call ends at most; a full batch is followed by another at once. */
+/** Expired runs one sweep call ends at most per bucket; a full batch is followed by another at once. */
 const SWEEP_BATCH = 100;
-
-/** Wait before reconnect attempt `attempt` (1-based): 50 ms more each time, at most 1 s. */
-export function reconnectDelay(attempt: number): number {
-  return Math.min(attempt * 50, 1000);
-}
-
-/**
- * ioredis fails a queued command after a number of reconnect attempts, not after a time:
- * the number of attempts whose delays add up to `ms`.
- */
-export function reconnectsWithin(ms: number): number {
-  let attempts = 0;
-  for (let waited = 0; waited < ms; ) waited += reconnectDelay(++attempts);
-  return attempts;
-}
 
 /**
  * The bus for real deployments: any instance serves any session. Each session's log is a
  * Redis Stream (so its ids are the event ids), each write is one Lua script that appends and
- * publishes atomically, and all streams of an instance share one pub/sub connection.
- * Two connections per instance in all: commands, and the shared subscriber.
+ * publishes atomically, and all streams of an instance share one subscriber. On one server or
+ * a Sentinel-managed master: two connections per instance, commands and the subscriber. On a
+ * Redis Cluster: a cluster client, and a subscriber connection per shard with subscribed
+ * sessions (sharded pub/sub).
  */
 export class RedisBus implements TimelineBus {
-  private readonly commands: Redis;
-  private readonly subscriberConnection: Redis;
-  private readonly subscriber: RedisSubscriber;
+  private readonly commands: Redis | Cluster;
+  private readonly subscriber: Subscriber;
+  private readonly index: RunIndex;
+  /** On a cluster, the run index and a session live on different nodes: no ordering between them. */
+  private readonly clustered: boolean;
   private readonly ttlS: number;
   private readonly maxEvents: number;
   private readonly prefix: string;
   private readonly pingTimeoutMs: number;
+  private readonly leaseMs: number;
   private readonly log: Logger;
+  private readonly check: () => Promise<void>;
   private readonly cancelHandlers = new Set<(sessionId: string) => void>();
   /**
-   * Runs this instance claimed and has not finished, by owner: if Redis loses their keys (a
-   * restart without persistence), the owner re-creates them instead of failing the run.
+   * Runs this instance claimed and has not finished, by owner: if Redis loses their keys or
+   * their newest events (a restart without persistence, a failover), the owner re-creates what
+   * was lost instead of failing the run.
    */
   private readonly owned = new Map<string, OwnedRun>();
-  private readonly controlReady: Promise<() => void>;
   private readonly sweeper: LeaseSweeper;
   private readonly maxPendingWriteBytes: number;
   private pendingWriteBytes = 0;
@@ -120,33 +111,30 @@ export class RedisBus implements TimelineBus {
     this.maxEvents = options.maxEventsPerSession ?? 10000;
     this.prefix = options.keyPrefix ?? 'timeline:';
     this.pingTimeoutMs = options.pingTimeoutMs ?? 2000;
+    this.leaseMs = options.runLeaseMs ?? 10000;
     this.maxPendingWriteBytes = options.maxPendingWriteBytes ?? 32 * 1024 * 1024;
     this.log = (options.log ?? pino({ level: 'silent' })).child({ component: 'redis-bus' });
-    const base: RedisOptions = {
-      retryStrategy: reconnectDelay,
-      maxRetriesPerRequest: reconnectsWithin(options.outageMs ?? 30000),
-      // A socket still connecting when the bus closes is destroyed after this, not ioredis's 2 s.
-      disconnectTimeout: 200,
-      ...options.redis,
-    };
-    this.commands = new Redis(options.url, { ...base, connectionName: `${this.prefix}commands` });
-    // Resubscribing is the subscriber's job: it must know when it is done, to resync readers.
-    this.subscriberConnection = new Redis(options.url, {
-      ...base,
-      connectionName: `${this.prefix}subscriber`,
-      autoResubscribe: false,
+    const outageMs = options.outageMs ?? 30000;
+    const connections = connectRedis(options, {
+      name: this.prefix,
+      base: {
+        retryStrategy: reconnectDelay,
+        maxRetriesPerRequest: reconnectsWithin(outageMs),
+        // A socket still connecting when the bus closes is destroyed after this, not ioredis's 2 s.
+        disconnectTimeout: 200,
+        ...options.redis,
+      },
+      outageMs,
+      log: this.log,
     });
+    this.commands = connections.commands;
+    this.subscriber = connections.subscriber;
+    this.check = connections.check;
+    this.clustered = connections.publishCommand === 'SPUBLISH';
     this.watchConnection(this.commands, 'commands');
-    this.watchConnection(this.subscriberConnection, 'subscriber');
-    defineTimelineScripts(this.commands);
-    this.subscriber = new RedisSubscriber(this.subscriberConnection, this.log);
-    this.controlReady = this.subscriber.listen(this.controlChannel, (sessionId) => sessionId, {
-      onMessage: (sessionId) => this.cancelRequested(sessionId),
-      // A lost cancel message is not lost for good: the owner sees the mark at its next renewal.
-      onResync: () => undefined,
-    });
-    this.controlReady.catch((error: unknown) => this.log.warn({ err: error }, 'could not subscribe to the control channel'));
-    this.sweeper = new LeaseSweeper({ leaseMs: options.runLeaseMs ?? 10000, sweep: () => this.sweep(), log: this.log });
+    defineTimelineScripts(this.commands, connections.publishCommand);
+    this.index = new RunIndex(this.commands, this.prefix, options.runIndexBuckets ?? 16);
+    this.sweeper = new LeaseSweeper({ leaseMs: this.leaseMs, sweep: () => this.sweep(), log: this.log });
     this.sweeper.start();
   }
 
@@ -158,7 +146,7 @@ export class RedisBus implements TimelineBus {
       return this.commands.timelinePublish(keys.meta, keys.log, keys.live, draftJson, this.maxEvents, this.ttlS, event.seq);
     });
     if (reply === -2) throw new Error(`session ${sessionId}: seq ${event.seq} was already published`);
-    if (reply === 0) throw new RunLostError(`session ${sessionId} was ended while its run was going (lease lost)`);
+    if (reply === 0 || reply === -3) throw new RunLostError(`session ${sessionId} was ended while its run was going (lease lost)`);
     if (typeof reply !== 'string') throw new Error(`session ${sessionId} has no running run to publish to`);
     const owned = this.owned.get(sessionId);
     if (owned) {
@@ -174,25 +162,27 @@ export class RedisBus implements TimelineBus {
     let reply: string | number;
     try {
       reply = await this.write(sessionId, doneJson.length, () =>
-        this.commands.timelineSignalDone(keys.meta, keys.log, keys.lease, this.runningKey, keys.live, doneJson, done.status, this.ttlS, sessionId),
+        this.commands.timelineSignalDone(keys.meta, keys.log, keys.lease, keys.live, doneJson, done.status, this.ttlS, this.owned.get(sessionId)?.lastSeq ?? 0),
       );
     } catch (error) {
       if (error instanceof BusUnavailableError && this.owned.has(sessionId)) this.unwrittenDone.set(sessionId, done);
       throw error;
     }
-    this.owned.delete(sessionId);
-    return typeof reply === 'string' ? reply : null;
+    this.forget(sessionId);
+    if (typeof reply !== 'string') return null;
+    // A left-over entry is harmless: a sweep finds the session finished and drops it.
+    await this.index.remove(sessionId).catch((error: unknown) => this.log.debug({ err: error, session_id: sessionId }, 'could not drop a finished run from the index'));
+    return reply;
   }
 
   async read(sessionId: string, afterId: string | null, limit?: number): Promise<LogSlice> {
     const keys = this.keys(sessionId);
-    const range = afterId === null ? '-' : `(${afterId}`;
     const [status, trimmed, lost, first, raw, more] = await this.call(() =>
-      this.commands.timelineRead(keys.meta, keys.log, range, limit ?? 0),
+      this.commands.timelineRead(keys.meta, keys.log, afterId ?? '', limit ?? 0),
     );
     const entries = raw.map(fromStreamEntry);
-    // Events are gone if the cap trimmed them, or if Redis lost the log and the owner had to
-    // start it again: a reader that had not seen the newest of them must be told.
+    // Events are gone if the cap trimmed them, or if Redis lost them and the owner had to
+    // restore the session: a reader that had not seen the newest of them must be told.
     const missed =
       (trimmed !== null && compareEventIds(afterId, trimmed) < 0) ||
       (lost !== null && compareEventIds(afterId, lost) < 0);
@@ -205,7 +195,7 @@ export class RedisBus implements TimelineBus {
   }
 
   async subscribe(sessionId: string, listener: LiveListener): Promise<Subscription> {
-    this.refuseWhileLost(this.subscriberConnection, 'subscriber');
+    this.refuseWhileLost('subscriber');
     const remove = await this.call(() =>
       this.subscriber.listen(this.keys(sessionId).live, decodeLiveEntry, {
         onMessage: (entry) => (entry === LOG_RESTORED ? listener.onResync?.() : listener.onEntry(entry)),
@@ -215,36 +205,61 @@ export class RedisBus implements TimelineBus {
     return { unsubscribe: remove };
   }
 
+  /**
+   * The run goes into the index first, so the index is never without a running run; then the
+   * claim. The owner also listens on the session's control channel for cancel requests (a
+   * lost one is caught at the next renewal by the cancel mark).
+   */
   async claimRun(sessionId: string, owner: string, leaseMs: number, firstEvent?: EventDraft, options: ClaimOptions = {}): Promise<boolean> {
-    this.refuseWhileLost(this.commands, 'commands');
+    this.refuseWhileLost('commands');
+    const keys = this.keys(sessionId);
     const firstJson = firstEvent === undefined ? '' : JSON.stringify(firstEvent);
-    const run: OwnedRun = { owner, caller: options.caller ?? '', leaseMs, lastId: null, lastSeq: 0 };
-    const reply = await this.claim(sessionId, run, firstJson);
-    if (reply === 0) return false;
+    const caller = options.caller ?? '';
+    const control = this.listenForCancel(sessionId);
+    let reply: string | number;
+    try {
+      const indexed = this.call(() => this.index.add(sessionId, leaseMs, { onlyNew: true }));
+      // One connection runs commands in order; on a cluster the bucket is on another node.
+      if (this.clustered) await indexed;
+      const claimed = this.call(() =>
+        this.commands.timelineClaim(keys.meta, keys.lease, keys.log, keys.live, owner, leaseMs, this.ttlS, firstJson, this.maxEvents, caller),
+      );
+      [, reply] = await Promise.all([indexed, claimed]);
+    } catch (error) {
+      void control.then((stop) => stop());
+      throw error;
+    }
+    const stopControl = await control;
+    if (reply === 0) {
+      stopControl();
+      return false;
+    }
     const first = typeof reply === 'string' ? reply : null;
-    this.owned.set(sessionId, { ...run, lastId: first, lastSeq: first === null ? 0 : 1 });
+    this.owned.set(sessionId, { owner, caller, leaseMs, lastId: first, lastSeq: first === null ? 0 : 1, stopControl });
     return true;
   }
 
   async renewLease(sessionId: string, owner: string, leaseMs: number): Promise<boolean> {
     const keys = this.keys(sessionId);
-    const reply = await this.call(() =>
-      this.commands.timelineRenew(keys.meta, keys.lease, keys.log, this.runningKey, owner, leaseMs, this.ttlS, sessionId),
-    );
+    const reply = await this.call(() => this.commands.timelineRenew(keys.meta, keys.lease, keys.log, owner, leaseMs, this.ttlS));
     if (reply === -1) return this.restoreOwnedRun(sessionId);
     if (reply === 0) {
-      this.owned.delete(sessionId);
+      this.forget(sessionId);
       return false;
     }
+    // The index entry follows the lease; if this fails the entry is due early, and a sweep
+    // that finds the lease alive leaves it.
+    await this.call(() => this.index.add(sessionId, leaseMs)).catch((error: unknown) =>
+      this.log.debug({ err: error, session_id: sessionId }, 'could not move a renewed run in the index'),
+    );
     if (reply === 2) this.cancelRequested(sessionId);
     return true;
   }
 
   async requestCancel(sessionId: string): Promise<CancelRequestOutcome> {
-    this.refuseWhileLost(this.commands, 'commands');
-    const outcome = await this.call(() =>
-      this.commands.timelineCancel(this.keys(sessionId).meta, this.controlChannel, sessionId),
-    );
+    this.refuseWhileLost('commands');
+    const keys = this.keys(sessionId);
+    const outcome = await this.call(() => this.commands.timelineCancel(keys.meta, keys.control));
     return outcome as CancelRequestOutcome;
   }
 
@@ -254,26 +269,26 @@ export class RedisBus implements TimelineBus {
   }
 
   async bindCaller(sessionId: string, caller: string): Promise<boolean> {
-    this.refuseWhileLost(this.commands, 'commands');
+    this.refuseWhileLost('commands');
     const keys = this.keys(sessionId);
     const bound = await this.call(() => this.commands.timelineBindCaller(keys.caller, keys.meta, caller, this.ttlS));
     return bound === 1;
   }
 
   async runCaller(sessionId: string): Promise<string | null> {
-    this.refuseWhileLost(this.commands, 'commands');
+    this.refuseWhileLost('commands');
     return this.call(() => this.commands.hget(this.keys(sessionId).meta, 'caller'));
   }
 
+  /** Readiness: one server answers PING; a Sentinel-named server is a master; a cluster's state is ok. */
   async ping(): Promise<void> {
-    this.refuseWhileLost(this.commands, 'commands');
-    this.refuseWhileLost(this.subscriberConnection, 'subscriber');
+    this.refuseWhileLost('commands', 'subscriber');
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new BusUnavailableError('Redis did not answer PING in time')), this.pingTimeoutMs);
+      timer = setTimeout(() => reject(new BusUnavailableError('Redis did not answer in time')), this.pingTimeoutMs);
     });
     try {
-      await Promise.race([this.call(() => this.commands.ping()), timeout]);
+      await Promise.race([this.call(this.check), timeout]);
     } finally {
       clearTimeout(timer);
     }
@@ -282,55 +297,53 @@ export class RedisBus implements TimelineBus {
   async close(): Promise<void> {
     this.sweeper.stop();
     this.cancelHandlers.clear();
-    this.owned.clear();
+    for (const sessionId of [...this.owned.keys()]) this.forget(sessionId);
     this.unwrittenDone.clear();
-    await Promise.all([quit(this.commands), quit(this.subscriberConnection)]);
+    await Promise.all([closeConnection(this.commands), this.subscriber.close()]);
   }
 
-  /** Channels this instance is subscribed to for sessions (for tests and metrics). */
+  /** Sessions this instance is subscribed to for their live entries (for tests and metrics). */
   get subscribedSessionCount(): number {
-    return this.subscriber.channelCount - (this.subscriber.listenersOf(this.controlChannel) > 0 ? 1 : 0);
+    return this.liveChannels().length;
   }
 
   /** Live listeners over all sessions (for tests and metrics). */
   get listenerCount(): number {
-    return this.subscriber.listenerCount - this.subscriber.listenersOf(this.controlChannel);
+    return this.liveChannels().reduce((sum, name) => sum + this.subscriber.listenersOf(name), 0);
   }
 
-  /** Resolves once this instance receives cancel requests (startup, tests). */
+  /** Resolves once the connections are up (start-up, tests). */
   async whenListening(): Promise<void> {
-    await this.controlReady;
+    await Promise.all([whenConnected(this.commands), this.subscriber.whenReady()]);
   }
 
   /**
    * Ends the runs whose owner stopped renewing its lease (it died, or lost Redis for longer
    * than the lease) with `WORKFLOW_ERROR` and `done` `failed` / `run_lost`, each once whichever
-   * instances sweep. Resolves with the sessions this call ended. Skipped while Redis is away:
-   * a sweep is never queued behind an outage.
+   * instances sweep: every bucket of the index, in parallel. Resolves with the sessions this
+   * call ended. Skipped while Redis is away: a sweep is never queued behind an outage.
    */
   async sweepExpiredRuns(): Promise<string[]> {
+    const ended = await Promise.all(this.index.keys.map((bucket) => this.sweepBucket(bucket)));
+    return ended.flat();
+  }
+
+  private async sweepBucket(bucket: string): Promise<string[]> {
     const ended: string[] = [];
     for (;;) {
       if (this.commands.status !== 'ready') return ended;
-      const expired = await this.call(() => this.commands.timelineExpiredRuns(this.runningKey, SWEEP_BATCH));
-      for (const sessionId of expired) {
-        if (await this.endLostRun(sessionId)) ended.push(sessionId);
-      }
-      if (expired.length < SWEEP_BATCH) return ended;
+      const due = await this.call(() => this.index.due(bucket, SWEEP_BATCH));
+      const outcomes = await Promise.all(due.map((run) => this.endLostRun(run)));
+      ended.push(...due.filter((_run, i) => outcomes[i]).map((run) => run.sessionId));
+      if (due.length < SWEEP_BATCH) return ended;
     }
   }
 
-  private get controlChannel(): string {
-    return `${this.prefix}control`;
-  }
-
-  /** The deployment's running sessions, scored by lease expiry (see redis-scripts.ts). */
-  private get runningKey(): string {
-    return `${this.prefix}running`;
-  }
-
-  /** Ends one run whose lease expired, unless it finished or was renewed meanwhile. */
-  private async endLostRun(sessionId: string): Promise<boolean> {
+  /**
+   * Ends one run whose lease expired, unless it finished or was renewed meanwhile (see
+   * END_LOST_RUN); drops its index entry once the session says it finished or is gone.
+   */
+  private async endLostRun({ sessionId, due }: DueRun): Promise<boolean> {
     const keys = this.keys(sessionId);
     const { stepJson, doneJson } = runLostEnding(new Date());
     const reply = await this.call(() =>
@@ -338,16 +351,18 @@ export class RedisBus implements TimelineBus {
         keys.meta,
         keys.log,
         keys.lease,
-        this.runningKey,
         keys.live,
-        sessionId,
         JSON.stringify(sessionId),
         stepJson,
         doneJson,
         this.ttlS,
         this.maxEvents,
+        // A lease seen missing ends the run a quarter lease later at the earliest: the next sweep.
+        Math.floor(this.leaseMs / 4),
       ),
     );
+    if (reply === 2 || reply === 3) return false;
+    await this.call(() => this.index.drop(sessionId, due));
     if (typeof reply !== 'string') return false;
     this.log.warn({ session_id: sessionId, done_id: reply }, 'run lease expired; ended the run as run_lost');
     return true;
@@ -356,16 +371,17 @@ export class RedisBus implements TimelineBus {
   /**
    * Runs a write whose payload waits in memory until Redis answers; refuses it at once when
    * too much is already waiting (Redis away), so an outage costs bounded memory. A write that
-   * finds the session gone (-1) runs again once an owned run's keys are restored.
+   * finds the session gone (-1), or its newest events lost (-3), runs again once an owned
+   * run's keys are restored.
    */
-  private async write<T>(sessionId: string, size: number, operation: () => Promise<T | -1>): Promise<T | -1> {
+  private async write<T>(sessionId: string, size: number, operation: () => Promise<T | -1 | -3>): Promise<T | -1 | -3> {
     if (this.pendingWriteBytes + size > this.maxPendingWriteBytes) {
       throw new BusUnavailableError(`more than ${this.maxPendingWriteBytes} characters of writes are waiting for Redis`);
     }
     this.pendingWriteBytes += size;
     try {
       const reply = await this.call(operation);
-      return reply === -1 && (await this.restoreOwnedRun(sessionId)) ? await this.call(operation) : reply;
+      return (reply === -1 || reply === -3) && (await this.restoreOwnedRun(sessionId)) ? await this.call(operation) : reply;
     } finally {
       this.pendingWriteBytes -= size;
     }
@@ -375,9 +391,10 @@ export class RedisBus implements TimelineBus {
    * Publishes of many runs are issued in the same tick (their previous replies arrive in one
    * read): corking the socket until the tick ends sends them in one write instead of one
    * syscall each. (ioredis's `enableAutoPipelining` would batch them too, but it resends each
-   * script's full source with every batch.)
+   * script's full source with every batch.) A cluster client writes to a socket per node.
    */
   private coalesceWrites(): void {
+    if (!(this.commands instanceof Redis)) return;
     const socket = this.commands.stream;
     if (this.commands.status !== 'ready' || socket.writableCorked > 0) return;
     socket.cork();
@@ -406,14 +423,33 @@ export class RedisBus implements TimelineBus {
   }
 
   private keys(sessionId: string): SessionKeys {
-    const base = `${this.prefix}{${sessionId}}`;
-    return {
-      meta: `${base}:meta`,
-      log: `${base}:log`,
-      lease: `${base}:lease`,
-      live: `${base}:live`,
-      caller: `${base}:caller`,
-    };
+    return sessionKeys(this.prefix, sessionId);
+  }
+
+  private liveChannels(): string[] {
+    return [...this.subscriber.channelNames()].filter((name) => name.endsWith(':live'));
+  }
+
+  /** Resolves with the function that stops listening (a no-op if the subscribe failed). */
+  private async listenForCancel(sessionId: string): Promise<() => void> {
+    try {
+      return await this.subscriber.listen(this.keys(sessionId).control, () => sessionId, {
+        onMessage: () => this.cancelRequested(sessionId),
+        // A lost cancel message is not lost for good: the owner sees the mark at its next renewal.
+        onResync: () => undefined,
+      });
+    } catch (error) {
+      this.log.warn({ err: error, session_id: sessionId }, 'could not listen for cancel requests; the lease renewal will see them');
+      return () => undefined;
+    }
+  }
+
+  /** The run is no longer this instance's: stop listening for its cancel requests. */
+  private forget(sessionId: string): void {
+    const run = this.owned.get(sessionId);
+    if (!run) return;
+    this.owned.delete(sessionId);
+    run.stopControl();
   }
 
   private cancelRequested(sessionId: string): void {
@@ -421,42 +457,22 @@ export class RedisBus implements TimelineBus {
   }
 
   /**
-   * Redis lost the keys of a run this instance owns (restarted without persistence):
-   * re-create them, marked with the last id it had acknowledged, so a reader that had not
-   * seen that event hears of the gap, and new ids still follow it.
+   * Redis lost the keys or the newest events of a run this instance owns (a restart without
+   * persistence, a failover to a replica that had not received them): put the run back in the
+   * index, then restore the session, marked with the last id it had acknowledged, so a reader
+   * that had not seen that event hears of the gap, and new ids still follow it.
    */
   private async restoreOwnedRun(sessionId: string): Promise<boolean> {
     const run = this.owned.get(sessionId);
     if (run === undefined) return false;
-    await this.claim(sessionId, run, '');
-    this.log.warn({ session_id: sessionId }, 'Redis lost a running session; its log starts again from here');
-    return true;
-  }
-
-  /**
-   * Claims the session for `run.owner`; with `run.lastId`, re-creates the keys Redis lost after
-   * that event (see CLAIM in redis-scripts.ts). `firstJson` (or `''`) is seq 1's draft.
-   */
-  private claim(sessionId: string, run: OwnedRun, firstJson: string): Promise<string | number> {
     const keys = this.keys(sessionId);
-    return this.call(() =>
-      this.commands.timelineClaim(
-        keys.meta,
-        keys.lease,
-        keys.log,
-        this.runningKey,
-        run.owner,
-        run.leaseMs,
-        this.ttlS,
-        run.lastId ?? '',
-        sessionId,
-        run.lastSeq,
-        keys.live,
-        firstJson,
-        this.maxEvents,
-        run.caller,
-      ),
+    await this.call(() => this.index.add(sessionId, run.leaseMs));
+    const restored = await this.call(() =>
+      this.commands.timelineRestore(keys.meta, keys.lease, keys.log, keys.live, run.owner, run.leaseMs, this.ttlS, run.lastId ?? '', run.lastSeq, run.caller),
     );
+    if (restored !== 1) return false;
+    this.log.warn({ session_id: sessionId, lost_after: run.lastId }, 'Redis lost events of a running session; its log goes on from here');
+    return true;
   }
 
   /**
@@ -464,10 +480,11 @@ export class RedisBus implements TimelineBus {
    * its caller gets `503 bus_unavailable` instead of waiting for the reconnect. A run already
    * going keeps publishing: its writes wait in ioredis's queue until Redis is back.
    */
-  private refuseWhileLost(connection: Redis, name: string): void {
-    if (connection.status === 'reconnecting' || connection.status === 'close' || connection.status === 'end') {
-      throw new BusUnavailableError(`Redis ${name} connection is ${connection.status}`);
+  private refuseWhileLost(...needs: Array<'commands' | 'subscriber'>): void {
+    if (needs.includes('commands') && isLost(this.commands)) {
+      throw new BusUnavailableError(`Redis commands connection is ${this.commands.status}`);
     }
+    if (needs.includes('subscriber') && !this.subscriber.available) throw new BusUnavailableError('Redis subscriber connection is lost');
   }
 
   /** Runs a Redis call; a connection failure becomes `BusUnavailableError`. */
@@ -479,7 +496,7 @@ export class RedisBus implements TimelineBus {
     }
   }
 
-  private watchConnection(connection: Redis, name: string): void {
+  private watchConnection(connection: Redis | Cluster, name: string): void {
     let down = false;
     connection.on('error', (error: Error) => this.log.debug({ err: error, connection: name }, 'redis connection error'));
     connection.on('close', () => {
@@ -501,19 +518,6 @@ function isConnectionError(error: unknown): boolean {
 
 /** A connection failure becomes `BusUnavailableError`; anything else is left as it is. */
 function asBusError(error: unknown): unknown {
+  if (error instanceof BusUnavailableError) return error;
   return isConnectionError(error) ? new BusUnavailableError('Redis is unreachable', { cause: error }) : error;
-}
-
-async function quit(connection: Redis): Promise<void> {
-  if (connection.status !== 'ready') {
-    // Not connected: a QUIT would wait in the offline queue; stop reconnecting instead.
-    connection.disconnect();
-    return;
-  }
-  try {
-    await connection.quit();
-  } catch {
-    // The connection dropped meanwhile: nothing left to release but the socket.
-    connection.disconnect();
-  }
 }

@@ -1,127 +1,78 @@
 import type Redis from 'ioredis';
 import type { Logger } from 'pino';
-
-/** Receives the decoded messages of one channel, and learns when some may have been lost. */
-export interface ChannelListener<T> {
-  onMessage(message: T): void;
-  /** Messages may have been lost (the connection dropped); called before any newer message. */
-  onResync(): void;
-}
-
-/** Turns a channel's raw message into what its listeners receive; `null`: malformed, dropped. */
-export type Decode<T> = (message: string) => T | null;
-
-interface Channel {
-  /** Decodes each message once, whatever the number of listeners. */
-  decode: Decode<unknown>;
-  listeners: Set<ChannelListener<unknown>>;
-  /** Settles once Redis acknowledged the SUBSCRIBE. */
-  subscribed: Promise<unknown>;
-  /** The connection dropped since the listeners last heard from this channel. */
-  stale: boolean;
-}
+import { ChannelTable, type Channel, type ChannelListener, type Decode, type Subscriber } from './pubsub-channels';
+import { closeConnection, isLost, whenConnected } from './redis-lifecycle';
 
 /**
- * The one pub/sub connection of an instance, shared by every stream: a channel is
- * subscribed when its first listener comes and unsubscribed when its last one leaves.
+ * The one plain pub/sub connection of an instance (one Redis server, or the master a Sentinel
+ * names), shared by every stream: a channel is subscribed when its first listener comes and
+ * unsubscribed when its last one leaves.
  *
  * Pub/sub is at-most-once: messages published while the connection is down are gone. After a
- * reconnect every channel is subscribed again, and its listeners are told to resync (read the
- * log again) only once Redis has acknowledged the new SUBSCRIBE, so the re-read cannot miss
- * what is published in between; a message that arrives first triggers the resync itself.
+ * reconnect (to the same server, or to the master a Sentinel failover promoted) every channel
+ * is subscribed again, and its listeners are told to resync (read the log again) only once
+ * Redis has acknowledged the new SUBSCRIBE, so the re-read cannot miss what is published in
+ * between; a message that arrives first triggers the resync itself.
  */
-export class RedisSubscriber {
-  private readonly channels = new Map<string, Channel>();
+export class RedisSubscriber implements Subscriber {
+  private readonly channels: ChannelTable<Channel>;
   private connectedOnce = false;
+  private down = false;
 
+  /** `redis` must not resubscribe by itself (`autoResubscribe: false`): this class does, then resyncs. */
   constructor(
     private readonly redis: Redis,
     private readonly log: Logger,
   ) {
-    redis.on('message', (channel: string, message: string) => this.dispatch(channel, message));
+    this.channels = new ChannelTable(log);
+    redis.on('message', (channel: string, message: string) => this.channels.dispatch(channel, message));
+    redis.on('error', (error: Error) => log.debug({ err: error, connection: 'subscriber' }, 'redis connection error'));
     redis.on('close', () => {
+      if (this.connectedOnce && !this.down) log.warn({ connection: 'subscriber' }, 'redis connection lost; reconnecting');
+      this.down = true;
       for (const channel of this.channels.values()) channel.stale = true;
     });
     redis.on('ready', () => {
+      this.down = false;
       if (this.connectedOnce) void this.resubscribe();
       this.connectedOnce = true;
     });
   }
 
-  /** Channels with at least one listener. */
-  get channelCount(): number {
-    return this.channels.size;
+  get available(): boolean {
+    return !isLost(this.redis);
   }
 
-  /** Listeners over all channels. */
-  get listenerCount(): number {
-    let count = 0;
-    for (const channel of this.channels.values()) count += channel.listeners.size;
-    return count;
+  channelNames(): IterableIterator<string> {
+    return this.channels.names();
   }
 
-  /** Listeners of one channel (0 when it is not subscribed). */
   listenersOf(name: string): number {
-    return this.channels.get(name)?.listeners.size ?? 0;
+    return this.channels.listenersOf(name);
   }
 
-  /**
-   * Resolves once messages of `name`, decoded by `decode`, reach `listener`; returns the
-   * function that removes it. Every listener of a channel takes the same kind of message:
-   * the first one's `decode` serves them all.
-   */
-  async listen<T>(name: string, decode: Decode<T>, listener: ChannelListener<T>): Promise<() => void> {
-    let channel = this.channels.get(name);
-    if (!channel) {
-      const created: Channel = { decode, listeners: new Set(), subscribed: this.redis.subscribe(name), stale: false };
-      created.subscribed.catch(() => {
-        if (this.channels.get(name) === created) this.channels.delete(name);
-      });
-      this.channels.set(name, created);
-      channel = created;
-    }
-    const joined = channel;
-    const member = listener as ChannelListener<unknown>;
-    joined.listeners.add(member);
-    try {
-      await joined.subscribed;
-    } catch (error) {
-      joined.listeners.delete(member);
-      throw error;
-    }
-    let removed = false;
-    return () => {
-      if (removed) return;
-      removed = true;
-      joined.listeners.delete(member);
-      if (joined.listeners.size > 0 || this.channels.get(name) !== joined) return;
-      this.channels.delete(name);
-      // Commands on one connection run in order, so a later SUBSCRIBE of the same channel wins.
-      this.redis.unsubscribe(name).catch((error: unknown) => this.log.debug({ err: error, channel: name }, 'unsubscribe failed'));
-    };
+  listen<T>(name: string, decode: Decode<T>, listener: ChannelListener<T>): Promise<() => void> {
+    return this.channels.join(
+      name,
+      () => ({ decode, listeners: new Set(), subscribed: this.redis.subscribe(name), stale: false }),
+      listener,
+      () => {
+        // Commands on one connection run in order, so a later SUBSCRIBE of the same channel wins.
+        this.redis.unsubscribe(name).catch((error: unknown) => this.log.debug({ err: error, channel: name }, 'unsubscribe failed'));
+      },
+    );
   }
 
-  private dispatch(name: string, message: string): void {
-    const channel = this.channels.get(name);
-    if (!channel) return;
-    if (channel.stale) this.resync(channel);
-    const decoded = channel.decode(message);
-    if (decoded === null) {
-      this.log.warn({ channel: name }, 'ignored a malformed message');
-      return;
-    }
-    // The Set itself, not a copy per message: a listener removed meanwhile is skipped, and one
-    // added meanwhile gets a message it can only already have (readers drop what they have).
-    for (const listener of channel.listeners) listener.onMessage(decoded);
+  whenReady(): Promise<void> {
+    return whenConnected(this.redis);
   }
 
-  private resync(channel: Channel): void {
-    channel.stale = false;
-    for (const listener of channel.listeners) listener.onResync();
+  close(): Promise<void> {
+    return closeConnection(this.redis);
   }
 
   private async resubscribe(): Promise<void> {
-    const names = [...this.channels.keys()];
+    const names = [...this.channels.names()];
     if (names.length === 0) return;
     try {
       await this.redis.subscribe(...names);
@@ -133,7 +84,7 @@ export class RedisSubscriber {
     this.log.info({ channels: names.length }, 'pub/sub channels restored after a reconnect');
     for (const name of names) {
       const channel = this.channels.get(name);
-      if (channel?.stale) this.resync(channel);
+      if (channel?.stale) this.channels.resync(channel);
     }
   }
 }

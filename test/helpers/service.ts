@@ -8,6 +8,7 @@ import { Metrics } from '../../server/metrics';
 import { ScriptedModel } from '../../server/models/scripted-model';
 import { createService, type Service, type ServiceOptions } from '../../server/service';
 import { RedisBus, type RedisBusOptions } from '../../server/timeline/redis-bus';
+import type { RedisTarget } from '../../server/timeline/redis-connection';
 
 /** What a test may supply besides the config: workflows of its own, a bus, a model, a logger, metrics. */
 export type ServiceParts = Omit<ServiceOptions, 'config'>;
@@ -42,18 +43,20 @@ export async function startService(overrides: Partial<Config> = {}, parts: Servi
 }
 
 /**
- * Starts one service on the Redis bus at `redisUrl`, as `REDIS_URL` selects it, with fast
- * reconnects for the fault tests; resolves once it receives cancel requests. `bus` options
- * (a key prefix, say) go to the bus; retention, outage and run lease come from the config.
+ * Starts one service on the Redis bus at `target` (a `REDIS_URL`, or a cluster or Sentinel
+ * deployment), with fast reconnects for the fault tests; resolves once its connections are up.
+ * `bus` options (a key prefix, say) go to the bus; retention, outage and run lease come from
+ * the config.
  */
 export async function startRedisService(
-  redisUrl: string,
+  target: string | RedisTarget,
   overrides: Partial<Config> = {},
   bus: Partial<RedisBusOptions> = {},
 ): Promise<RunningService> {
-  const config = testConfig({ ...overrides, redisUrl });
+  const redisTarget = typeof target === 'string' ? { url: target } : target;
+  const config = testConfig({ ...overrides, redisUrl: redisTarget.url ?? null });
   const redisBus = new RedisBus({
-    url: redisUrl,
+    ...redisTarget,
     eventTtlS: config.eventTtlS,
     maxEventsPerSession: config.maxEventsPerSession,
     outageMs: config.busOutageMs,

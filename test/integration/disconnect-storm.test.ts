@@ -27,9 +27,9 @@ afterAll(async () => {
 
 const metric = async (name: string) => metricSample((await request(`${svc.url}/metrics`)).text, name);
 
-/** Session channels Redis has subscribers for (the control channel is not a session's). */
+/** Sessions' live channels Redis has subscribers for (a running run's control channel is its owner's, not a stream's). */
 async function sessionChannelsInRedis(): Promise<string[]> {
-  return (await redis.admin().pubsub('CHANNELS', 'timeline:{*')) as string[];
+  return (await redis.admin().pubsub('CHANNELS', 'timeline:{*}:live')) as string[];
 }
 
 async function expectNothingLeft(): Promise<void> {

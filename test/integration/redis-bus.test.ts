@@ -118,7 +118,7 @@ describe('RedisBus (Redis only)', () => {
     expect(feeds).toHaveLength(100);
     expect((await clientsNamed(prefix)).sort()).toEqual([`${prefix}commands`, `${prefix}subscriber`]);
     const channels = (await admin.pubsub('CHANNELS', `${prefix}*`)) as string[];
-    expect(channels).toHaveLength(51); // one per session, plus the control channel
+    expect(channels).toHaveLength(50); // one per session (cancel requests go to a run's owner only)
     expect(bus.subscribedSessionCount).toBe(50);
     expect(bus.listenerCount).toBe(100);
 
@@ -128,7 +128,7 @@ describe('RedisBus (Redis only)', () => {
     for (const feed of secondReaders) feed.close();
     expect(bus.subscribedSessionCount).toBe(0);
     expect(bus.listenerCount).toBe(0);
-    await waitUntil(async () => ((await admin.pubsub('CHANNELS', `${prefix}*`)) as string[]).length === 1, {
+    await waitUntil(async () => ((await admin.pubsub('CHANNELS', `${prefix}*`)) as string[]).length === 0, {
       label: 'Redis to drop the session channels',
     });
   });
@@ -320,6 +320,79 @@ describe('RedisBus (Redis only)', () => {
       } finally {
         await proxy.close();
       }
+    });
+  });
+
+  describe('a failover to a replica that missed the newest writes (replication is asynchronous)', () => {
+    /**
+     * Rolls a session back to what a replica holding only its first `keep` events would have:
+     * the log re-made with those entries (ids kept), `seq` and `last` pointing at the last one.
+     */
+    async function rollBack(prefix: string, sessionId: string, keep: number): Promise<void> {
+      const log = `${prefix}{${sessionId}}:log`;
+      const meta = `${prefix}{${sessionId}}:meta`;
+      const entries = ((await admin.xrange(log, '-', '+')) as Array<[string, string[]]>).slice(0, keep);
+      const ttl = await admin.ttl(log);
+      await admin.del(log);
+      for (const [id, fields] of entries) await admin.xadd(log, id, ...fields);
+      await admin.expire(log, ttl);
+      await admin.hset(meta, 'seq', keep, 'last', entries[keep - 1][0]);
+    }
+
+    it('marks the loss at the owner\'s next event: readers that missed events get a gap where it is, live readers none', async () => {
+      const prefix = `lag${randomUUID().slice(0, 8)}:`;
+      const owner = await newBus({ keyPrefix: prefix });
+      const reader = await newBus({ keyPrefix: prefix });
+      const sessionId = await runningSession(owner);
+      const published: string[] = [];
+      for (let seq = 1; seq <= 5; seq++) published.push(await owner.publish(sessionId, draft(sessionId, seq)));
+      const live = await SessionFeed.open(reader, sessionId, null);
+      const seen = new Entries();
+      const liveGaps: GapPayload[] = [];
+      live.start(keepingUpSink({ entry: (entry) => seen.list.push(entry), gap: (gap) => liveGaps.push(gap), failed: (error) => { throw error; } }));
+      await waitUntil(() => seen.list.length === 5, { label: 'the five events' });
+
+      await rollBack(prefix, sessionId, 3);
+      const after = await owner.publish(sessionId, draft(sessionId, 6));
+      expect(compareEventIds(after, published[4])).toBeGreaterThan(0);
+
+      // A reader from the start gets what is left before the loss, then the gap, then the rest.
+      const calls: string[] = [];
+      const late = await SessionFeed.open(reader, sessionId, null, { pageSize: 10 });
+      late.start(
+        keepingUpSink({
+          entry: (entry) => calls.push(entry.id),
+          gap: (gap) => calls.push(`gap ${gap.after} ${gap.first_available}`),
+          failed: (error) => { throw error; },
+        }),
+      );
+      await waitUntil(() => calls.includes(after), { label: 'the late reader to reach the new event' });
+      late.close();
+      expect(calls).toEqual([...published.slice(0, 3), `gap ${published[2]} ${after}`, after]);
+      // Positioned inside the loss: the gap at once. Past it: nothing missed.
+      expect(await reader.read(sessionId, published[3], 10)).toMatchObject({ gap: { after: published[3], first_available: after } });
+      expect(await reader.read(sessionId, published[4], 10)).toMatchObject({ gap: null, entries: [{ id: after }] });
+
+      // The live reader had every event: it goes on without a gap or a duplicate.
+      const doneId = (await owner.signalDone(sessionId, { status: 'completed' })) as string;
+      await waitUntil(() => seen.list.some((entry) => entry.kind === 'done'), { label: 'done on the live feed' });
+      live.close();
+      expect(seen.ids).toEqual([...published, after, doneId]);
+      expect(liveGaps).toEqual([]);
+    });
+
+    it('marks the loss before done when the owner\'s last events were lost', async () => {
+      const prefix = `lagdone${randomUUID().slice(0, 8)}:`;
+      const owner = await newBus({ keyPrefix: prefix });
+      const sessionId = await runningSession(owner);
+      const published: string[] = [];
+      for (let seq = 1; seq <= 4; seq++) published.push(await owner.publish(sessionId, draft(sessionId, seq)));
+      await rollBack(prefix, sessionId, 2);
+      const doneId = (await owner.signalDone(sessionId, { status: 'completed' })) as string;
+      expect(compareEventIds(doneId, published[3])).toBeGreaterThan(0);
+      const slice = await owner.read(sessionId, published[1]);
+      expect(slice).toMatchObject({ status: 'completed', gap: { after: published[1], first_available: doneId } });
+      expect(slice.entries.map((entry) => entry.id)).toEqual([doneId]);
     });
   });
 });

@@ -1,7 +1,8 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse } from 'yaml';
-import { DEFAULT_CONFIG } from '../../server/config';
+import { DEFAULT_CONFIG, loadConfig } from '../../server/config';
 import { NGINX_CONF, parseNginxConfig, testNginxConfig, type NginxDirective } from '../helpers/nginx';
 import { startScriptPath } from '../helpers/process';
 
@@ -16,6 +17,9 @@ const ROOT = path.resolve(__dirname, '..', '..');
 const read = (file: string) => readFileSync(path.join(ROOT, file), 'utf8');
 
 interface ComposeService {
+  hostname?: string;
+  restart?: string;
+  networks?: string[] | Record<string, { aliases?: string[] } | null>;
   build?: string | { context: string };
   profiles?: string[];
   image?: string;
@@ -30,14 +34,19 @@ interface ComposeService {
 }
 
 // `merge: true`: the app services share one definition through a YAML merge key (`<<: *app`).
-const compose = parse(read('docker-compose.yml'), { merge: true }) as { services: Record<string, ComposeService> };
-const services = compose.services;
-const appNames = Object.keys(services).filter((name) => services[name].build !== undefined);
-/** The services `docker compose up` starts (those of no profile), and those of each profile. */
+const compose = parse(read('docker-compose.yml'), { merge: true }) as {
+  services: Record<string, ComposeService>;
+  networks?: Record<string, unknown>;
+};
+/** The services `docker compose up` starts (no profile), and those of the `cluster` profile. */
 const inProfile = (profile: string | null) =>
-  Object.keys(services)
-    .filter((name) => (profile === null ? services[name].profiles === undefined : services[name].profiles?.includes(profile)))
-    .sort();
+  Object.fromEntries(
+    Object.entries(compose.services).filter(([, service]) => (profile === null ? service.profiles === undefined : service.profiles?.includes(profile))),
+  );
+const services = inProfile(null);
+const appNames = Object.keys(services).filter((name) => services[name].build !== undefined);
+/** The names of the services `docker compose up` starts (those of no profile), and of those of each profile. */
+const profileNames = (profile: string | null) => Object.keys(inProfile(profile)).sort();
 /** The default of a `${VAR:-default}` value (what compose uses when VAR is unset). */
 const composeDefault = (value: string | undefined) => /^\$\{\w+:-(.*)\}$/.exec(value ?? '')?.[1] ?? value;
 const nginxConf = parseNginxConfig(readFileSync(NGINX_CONF, 'utf8'));
@@ -72,7 +81,7 @@ const listenPort = Number(/(\d+)$/.exec(findOne(server, 'listen').args[0])?.[1])
 
 describe('docker-compose.yml', () => {
   it('runs Redis, two service instances built from the Dockerfile, and nginx', () => {
-    expect(inProfile(null)).toEqual(['app1', 'app2', 'nginx', 'redis']);
+    expect(profileNames(null)).toEqual(['app1', 'app2', 'nginx', 'redis']);
     expect(appNames).toEqual(['app1', 'app2']);
     for (const name of appNames) expect(services[name].build).toBe('.');
     expect(services.redis.image).toMatch(/^redis:\d/);
@@ -132,30 +141,30 @@ describe('docker-compose.yml, profile observability', () => {
   const provisioning = (file: string) => parse(read(`deploy/grafana/provisioning/${file}`));
 
   it('adds Prometheus, Grafana and Jaeger, and only them', () => {
-    expect(inProfile('observability')).toEqual(['grafana', 'jaeger', 'prometheus']);
-    expect(services.prometheus.image).toMatch(/^prom\/prometheus:v\d/);
-    expect(services.grafana.image).toMatch(/^grafana\/grafana:\d/);
-    expect(services.jaeger.image).toMatch(/^jaegertracing\/jaeger:2\./);
+    expect(profileNames('observability')).toEqual(['grafana', 'jaeger', 'prometheus']);
+    expect(compose.services.prometheus.image).toMatch(/^prom\/prometheus:v\d/);
+    expect(compose.services.grafana.image).toMatch(/^grafana\/grafana:\d/);
+    expect(compose.services.jaeger.image).toMatch(/^jaegertracing\/jaeger:2\./);
   });
 
   it('has Prometheus scrape every app service on its METRICS_PORT, with the alert rules mounted where its config loads them', () => {
     const targets = prometheusConfig.scrape_configs.flatMap((job) => job.static_configs.flatMap((c) => c.targets)).sort();
     expect(targets).toEqual(appNames.map((name) => `${name}:${services[name].environment?.METRICS_PORT}`).sort());
-    expect(services.prometheus.volumes).toEqual(
+    expect(compose.services.prometheus.volumes).toEqual(
       expect.arrayContaining(['./deploy/prometheus.yml:/etc/prometheus/prometheus.yml:ro', `./deploy/alerts.yml:${prometheusConfig.rule_files[0]}:ro`]),
     );
-    expect(services.prometheus.command).toContain('--config.file=/etc/prometheus/prometheus.yml');
+    expect(compose.services.prometheus.command).toContain('--config.file=/etc/prometheus/prometheus.yml');
   });
 
   it('provisions Grafana with the Prometheus service as data source and the dashboard folder it mounts', () => {
-    expect(services.grafana.volumes).toEqual(
+    expect(compose.services.grafana.volumes).toEqual(
       expect.arrayContaining(['./deploy/grafana/provisioning:/etc/grafana/provisioning:ro', './deploy/grafana/dashboards:/var/lib/grafana/dashboards:ro']),
     );
     const [datasource] = provisioning('datasources/prometheus.yml').datasources;
-    expect(datasource).toMatchObject({ type: 'prometheus', url: `http://prometheus:${services.prometheus.ports?.[0].split(':')[1]}` });
+    expect(datasource).toMatchObject({ type: 'prometheus', url: `http://prometheus:${compose.services.prometheus.ports?.[0].split(':')[1]}` });
     expect(provisioning('dashboards/timeline.yml').providers[0].options.path).toBe('/var/lib/grafana/dashboards');
     expect(existsSync(path.join(ROOT, 'deploy/grafana/dashboards/timeline.json'))).toBe(true);
-    expect(services.grafana.environment?.GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH).toBe('/var/lib/grafana/dashboards/timeline.json');
+    expect(compose.services.grafana.environment?.GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH).toBe('/var/lib/grafana/dashboards/timeline.json');
   });
 
   it.each(['app1', 'app2'])('%s sends its spans to Jaeger over OTLP once OTEL_TRACES_EXPORTER=otlp, and traces nothing by default', (name) => {
@@ -163,9 +172,89 @@ describe('docker-compose.yml, profile observability', () => {
     expect(composeDefault(env.OTEL_TRACES_EXPORTER)).toBe('none');
     const endpoint = new URL(composeDefault(env.OTEL_EXPORTER_OTLP_ENDPOINT) ?? '');
     expect(endpoint.hostname).toBe('jaeger');
-    expect(services.jaeger.expose).toContain(endpoint.port);
+    expect(compose.services.jaeger.expose).toContain(endpoint.port);
     expect(endpoint.port).toBe('4318');
     expect(env.OTEL_SERVICE_NAME).toBe('timeline-service');
+  });
+});
+
+describe('docker-compose.yml, profile cluster', () => {
+  const cluster = inProfile('cluster');
+  const nodeNames = Object.keys(cluster).filter((name) => /^redis-node-\d+$/.test(name));
+  const clusterApps = Object.keys(cluster).filter((name) => cluster[name].build !== undefined);
+  const upstreamNames = setting(findOne(nginxConf, 'upstream', 'timeline').block as NginxDirective[], 'server').map((entry) => entry.split(':')[0]);
+  const networksOf = (service: ComposeService) =>
+    Array.isArray(service.networks) ? service.networks : Object.keys(service.networks ?? {});
+  /** The command a service runs, as the container gets it (compose turns `$$` into `$`). */
+  const script = (service: ComposeService) => (service.command ?? []).join(' ').replace(/\$\$/g, '$');
+  /** The `sh -c` script of a service, which `sh -n` checks for syntax. */
+  const shellScript = (service: ComposeService) => {
+    const [shell, flag, body] = (service.command ?? []).map((part) => part.replace(/\$\$/g, '$'));
+    expect([shell, flag]).toEqual(['sh', '-c']);
+    return body;
+  };
+  const parsesAsShell = (body: string) => spawnSync('sh', ['-n', '-c', body], { encoding: 'utf8' }).status === 0;
+  const password = cluster['redis-node-1'].environment?.REDIS_PASSWORD;
+
+  it('adds six Redis nodes, a cluster-create job, two instances and an nginx, all on a network of their own', () => {
+    expect(nodeNames).toHaveLength(6);
+    expect(clusterApps.sort()).toEqual(['app1-cluster', 'app2-cluster']);
+    expect(Object.keys(cluster).sort()).toEqual([...nodeNames, 'redis-cluster-create', 'app1-cluster', 'app2-cluster', 'nginx-cluster'].sort());
+    for (const service of Object.values(cluster)) expect(networksOf(service)).toEqual(['cluster']);
+    for (const service of Object.values(services)) expect(service.networks).toBeUndefined();
+    expect(Object.keys(compose.networks ?? {})).toEqual(['cluster']);
+  });
+
+  it.each(['redis-node-1', 'redis-node-6'])('runs %s in cluster mode with its own data volume, password and healthcheck, announcing its name', (name) => {
+    const node = cluster[name];
+    expect(node.image).toMatch(/^redis:7\./); // sharded pub/sub needs Redis 7
+    expect(parsesAsShell(shellScript(node))).toBe(true);
+    expect(script(node)).toContain('--cluster-enabled yes');
+    expect(script(node)).toContain('--appendonly yes');
+    expect(script(node)).toContain('--requirepass "$REDIS_PASSWORD" --masterauth "$REDIS_PASSWORD"');
+    expect(script(node)).toContain('--cluster-announce-hostname "$(hostname)"');
+    expect(node.hostname).toBe(name);
+    expect(node.environment?.REDIS_PASSWORD).toBe(password);
+    expect(node.volumes).toEqual([`${name}-data:/data`]);
+    expect(node.healthcheck?.test.join(' ')).toContain('ping');
+    expect(node.ports).toBeUndefined();
+  });
+
+  it('creates the cluster once every node is healthy: three masters, one replica each', () => {
+    const job = cluster['redis-cluster-create'];
+    expect(job.depends_on).toEqual(Object.fromEntries(nodeNames.map((name) => [name, { condition: 'service_healthy' }])));
+    expect(parsesAsShell(shellScript(job))).toBe(true);
+    expect(script(job)).toMatch(/redis-cli --cluster create \$nodes --cluster-replicas 1 --cluster-yes/);
+    expect(script(job)).toContain('for n in 1 2 3 4 5 6');
+    expect(job.restart).toBe('no');
+    expect(job.environment?.REDIS_PASSWORD).toBe(password);
+  });
+
+  it.each(['app1-cluster', 'app2-cluster'])('%s starts on the cluster (a valid configuration), once it is made, as an nginx upstream name', (name) => {
+    const app = cluster[name];
+    const env = app.environment ?? {};
+    expect(app.build).toBe('.');
+    const config = loadConfig(env);
+    expect(config.redisUrl).toBeNull();
+    expect(config.redisClusterNodes?.map((node) => node.host).every((host) => nodeNames.includes(host))).toBe(true);
+    expect(config.redisClusterNodes?.every((node) => node.port === 6379)).toBe(true);
+    expect(env.REDIS_PASSWORD).toBe(password);
+    expect(app.depends_on).toEqual({ 'redis-cluster-create': { condition: 'service_completed_successfully' } });
+    expect(app.healthcheck?.test.join(' ')).toContain('/readyz');
+    expect(app.ports).toBeUndefined();
+    const aliases = (app.networks as Record<string, { aliases: string[] }>).cluster.aliases;
+    expect(aliases).toHaveLength(1);
+    expect(upstreamNames).toContain(aliases[0]);
+  });
+
+  it('puts deploy/nginx.conf in front of the cluster instances, published on its own port', () => {
+    const nginx = cluster['nginx-cluster'];
+    const aliases = clusterApps.flatMap((name) => (cluster[name].networks as Record<string, { aliases: string[] }>).cluster.aliases);
+    expect(aliases.sort()).toEqual([...upstreamNames].sort());
+    expect(nginx.volumes).toContain('./deploy/nginx.conf:/etc/nginx/nginx.conf:ro');
+    // Localhost only until auth is set, as the default stack (see the top of docker-compose.yml).
+    expect(nginx.ports).toEqual([`127.0.0.1:8081:${listenPort}`]);
+    expect(nginx.depends_on).toEqual(Object.fromEntries(clusterApps.map((name) => [name, { condition: 'service_healthy' }])));
   });
 });
 

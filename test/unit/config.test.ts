@@ -38,6 +38,13 @@ describe('loadConfig', () => {
       port: 3000,
       metricsPort: null,
       redisUrl: null,
+      redisClusterNodes: null,
+      redisSentinels: null,
+      redisSentinelName: null,
+      redisUsername: null,
+      redisPassword: null,
+      redisSentinelPassword: null,
+      runIndexBuckets: 16,
       anthropicApiKey: null,
       anthropicModel: DEFAULT_CONFIG.anthropicModel,
       anthropicBaseUrl: null,
@@ -227,6 +234,81 @@ describe('loadConfig', () => {
     it('rejects an ANTHROPIC_BASE_URL that is not a URL, naming it', () => {
       expect(loadConfig({ ANTHROPIC_BASE_URL: 'http://127.0.0.1:8080' }).anthropicBaseUrl).toBe('http://127.0.0.1:8080');
       expect(configError({ ANTHROPIC_BASE_URL: 'nope' }).variable).toBe('ANTHROPIC_BASE_URL');
+    });
+  });
+
+  describe('Redis deployment', () => {
+    it('reads REDIS_CLUSTER_NODES as a list of host:port', () => {
+      expect(loadConfig({ REDIS_CLUSTER_NODES: 'redis-1:7000, 10.0.0.2:7001,[::1]:7002' }).redisClusterNodes).toEqual([
+        { host: 'redis-1', port: 7000 },
+        { host: '10.0.0.2', port: 7001 },
+        { host: '::1', port: 7002 },
+      ]);
+    });
+
+    it('reads REDIS_SENTINELS with REDIS_SENTINEL_NAME, and the credentials of both modes', () => {
+      expect(
+        loadConfig({
+          REDIS_SENTINELS: 's1:26379,s2:26379',
+          REDIS_SENTINEL_NAME: 'timeline',
+          REDIS_USERNAME: 'app',
+          REDIS_PASSWORD: 'secret',
+          REDIS_SENTINEL_PASSWORD: 'sentinel-secret',
+        }),
+      ).toMatchObject({
+        redisSentinels: [
+          { host: 's1', port: 26379 },
+          { host: 's2', port: 26379 },
+        ],
+        redisSentinelName: 'timeline',
+        redisUsername: 'app',
+        redisPassword: 'secret',
+        redisSentinelPassword: 'sentinel-secret',
+      });
+      expect(loadConfig({ REDIS_CLUSTER_NODES: 'a:1', REDIS_PASSWORD: 'pw' }).redisPassword).toBe('pw');
+    });
+
+    it.each(['redis-1', 'redis-1:', ':7000', 'redis-1:0', 'redis-1:65536', 'redis-1:70a', 'a b:7000', ','])(
+      'rejects %j in REDIS_CLUSTER_NODES and REDIS_SENTINELS, naming the variable',
+      (bad) => {
+        for (const variable of ['REDIS_CLUSTER_NODES', 'REDIS_SENTINELS']) {
+          const error = configError({ [variable]: bad, REDIS_SENTINEL_NAME: 'timeline' });
+          expect(error.variable).toBe(variable);
+          expect(error.message).toContain(variable);
+        }
+      },
+    );
+
+    it.each([
+      [{ REDIS_URL: 'redis://a:6379', REDIS_CLUSTER_NODES: 'b:7000' }, 'REDIS_CLUSTER_NODES', 'REDIS_URL'],
+      [{ REDIS_URL: 'redis://a:6379', REDIS_SENTINELS: 'b:26379', REDIS_SENTINEL_NAME: 'm' }, 'REDIS_SENTINELS', 'REDIS_URL'],
+      [{ REDIS_CLUSTER_NODES: 'b:7000', REDIS_SENTINELS: 'c:26379', REDIS_SENTINEL_NAME: 'm' }, 'REDIS_SENTINELS', 'REDIS_CLUSTER_NODES'],
+    ])('refuses two Redis modes at once (%j), naming both', (env, variable, other) => {
+      const error = configError(env);
+      expect(error.variable).toBe(variable);
+      expect(error.message).toContain(other);
+    });
+
+    it('needs REDIS_SENTINELS and REDIS_SENTINEL_NAME together', () => {
+      expect(configError({ REDIS_SENTINELS: 's1:26379' }).variable).toBe('REDIS_SENTINEL_NAME');
+      expect(configError({ REDIS_SENTINEL_NAME: 'timeline' }).variable).toBe('REDIS_SENTINEL_NAME');
+      expect(configError({ REDIS_SENTINEL_PASSWORD: 'pw' }).variable).toBe('REDIS_SENTINEL_PASSWORD');
+    });
+
+    it('refuses REDIS_USERNAME and REDIS_PASSWORD outside Cluster and Sentinel modes, pointing to REDIS_URL', () => {
+      for (const variable of ['REDIS_USERNAME', 'REDIS_PASSWORD']) {
+        for (const env of [{}, { REDIS_URL: 'redis://a:6379' }] as Array<Record<string, string>>) {
+          const error = configError({ ...env, [variable]: 'x' });
+          expect(error.variable).toBe(variable);
+          expect(error.message).toContain('REDIS_URL');
+        }
+      }
+    });
+
+    it('reads RUN_INDEX_BUCKETS from 1 to 1024', () => {
+      expect(loadConfig({ RUN_INDEX_BUCKETS: '1' }).runIndexBuckets).toBe(1);
+      expect(loadConfig({ RUN_INDEX_BUCKETS: '1024' }).runIndexBuckets).toBe(1024);
+      for (const bad of ['0', '1025', '-1', 'many']) expect(configError({ RUN_INDEX_BUCKETS: bad }).variable).toBe('RUN_INDEX_BUCKETS');
     });
   });
 
