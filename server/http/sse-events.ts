@@ -7,12 +7,14 @@ import type { LogEntry } from '../timeline/bus';
  * (https://html.spec.whatwg.org/multipage/server-sent-events.html).
  *
  * Every value is single-line text already: data is JSON (which escapes newlines), ids are
- * validated event ids, names are constants. So better-sse's serializer and sanitizer pass it
- * through as it is: no second JSON encoding, no newline scan per field, per reader.
+ * validated event ids, names are constants. So better-sse's serializer passes it through as it
+ * is (no second JSON encoding), and its sanitizer does no newline scan per field: it only puts
+ * the conventional space after the colon (`id: 1-0`, `: ping`), which every SSE parser drops,
+ * so the wire reads as the protocol documents it.
  */
 export const PASS_THROUGH: EventBufferOptions = {
   serializer: (data) => data as string,
-  sanitizer: (text) => text,
+  sanitizer: (text) => ` ${text}`,
 };
 
 /** A log entry's event, and its size on the wire (for the reader's bound). */
